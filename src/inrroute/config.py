@@ -1,0 +1,259 @@
+"""Typed study configuration, validated once against workflow/schemas/config.schema.yaml.
+
+The JSON schema holds every default and range; this module turns a validated mapping
+into frozen dataclasses and adds the checks a schema cannot express.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+FACTOR_NAMES = ("cluster", "route", "bias_route", "dense_fit")
+BASELINE = "cluster0_route0_biasroute0_densefit0"
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names key, value and rule."""
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One setting of the four training factors (DESIGN section 3)."""
+
+    cluster: bool = False
+    route: bool = False
+    bias_route: bool = False
+    dense_fit: bool = False
+
+    @property
+    def name(self) -> str:
+        return (
+            f"cluster{int(self.cluster)}_route{int(self.route)}"
+            f"_biasroute{int(self.bias_route)}_densefit{int(self.dense_fit)}"
+        )
+
+    @classmethod
+    def parse(cls, name: str) -> Combination:
+        parts = name.split("_")
+        prefixes = ("cluster", "route", "biasroute", "densefit")
+        if len(parts) != 4 or any(
+            not (p.startswith(pre) and p[len(pre) :] in ("0", "1"))
+            for p, pre in zip(parts, prefixes, strict=False)
+        ):
+            raise ConfigError(
+                f"combination {name!r} is not a valid name; expected "
+                "cluster{0|1}_route{0|1}_biasroute{0|1}_densefit{0|1}, "
+                f"e.g. {BASELINE!r}"
+            )
+        flags = [p[-1] == "1" for p in parts]
+        return cls(*flags)
+
+    def levels(self) -> dict[str, int]:
+        return {k: int(v) for k, v in zip(FACTOR_NAMES, asdict(self).values(), strict=True)}
+
+
+ALL_COMBINATIONS = tuple(
+    Combination(*flags) for flags in itertools.product((False, True), repeat=4)
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int = 32
+    depth: int = 2
+    omega: float = 10.0
+    inner_steps: int = 3
+    alpha_init_low: float = 0.1
+    alpha_init_high: float = 1.0
+    out_scale_init: float = 0.1
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    layer_scale: float = 0.1
+    modulation_scale: float = 500.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    alpha_lr: float = 1e-2
+    weight_decay: float = 1e-4
+    cls_loss_weight: float = 0.01
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FactorConfig:
+    lambda_c: float = 0.1
+    tau: float = 0.1
+    bias_route_hidden: int = 64
+    dense_multiplier: int = 2
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    knn_k: int = 10
+    intervention_draws: int = 8
+    fresh_reader_epochs: int = 10
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    results_dir: str = "results"
+    data_root: str = "data"
+    datasets: tuple[str, ...] = ("digits",)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    combinations: tuple[str, ...] = ("all",)
+    caps: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    stage_seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    model: ModelConfig = ModelConfig()
+    reader: ReaderConfig = ReaderConfig()
+    training: TrainingConfig = TrainingConfig()
+    factors: FactorConfig = FactorConfig()
+    fit: FitConfig = FitConfig()
+    probes: ProbeConfig = ProbeConfig()
+    stats: StatsConfig = StatsConfig()
+
+    def combination_names(self) -> list[str]:
+        if "all" in self.combinations:
+            return [c.name for c in ALL_COMBINATIONS]
+        return list(self.combinations)
+
+    def cap(self, dataset: str, split: str) -> int | None:
+        return self.caps.get(dataset, {}).get(split)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["datasets"], d["seeds"] = list(self.datasets), list(self.seeds)
+        d["combinations"] = list(self.combinations)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _validator_with_defaults() -> type:
+    """A Draft 2020-12 validator that also fills in the schema's defaults."""
+    base = jsonschema.Draft202012Validator
+    validate_props = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = json.loads(json.dumps(sub["default"]))
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    rule = error.schema.get("description", "")
+    allowed = {k: error.schema[k] for k in ("enum", "type", "minimum", "exclusiveMinimum",
+                                             "pattern", "minItems") if k in error.schema}
+    return (
+        f"config key {key!r} has bad value {error.instance!r}: {error.message}"
+        + (f"; allowed: {allowed}" if allowed else "")
+        + (f" ({rule})" if rule else "")
+    )
+
+
+def validate_mapping(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate a raw mapping against the schema; return a copy with defaults filled."""
+    data = json.loads(json.dumps(raw or {}))
+    validator = _validator_with_defaults()(load_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(map(_describe, errors)))
+    return data
+
+
+def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
+    """Validate a mapping (e.g. Snakemake's ``config``) and build the typed config."""
+    d = validate_mapping(raw)
+    cfg = StudyConfig(
+        results_dir=d["results_dir"],
+        data_root=d["data_root"],
+        datasets=tuple(d["datasets"]),
+        seeds=tuple(d["seeds"]),
+        combinations=tuple(d["combinations"]),
+        caps={k: dict(v) for k, v in d["caps"].items()},
+        stage_seed=d["stage_seed"],
+        device=d["device"],
+        bf16=d["bf16"],
+        model=ModelConfig(**d["model"]),
+        reader=ReaderConfig(**d["reader"]),
+        training=TrainingConfig(**d["training"]),
+        factors=FactorConfig(**d["factors"]),
+        fit=FitConfig(**d["fit"]),
+        probes=ProbeConfig(**d["probes"]),
+        stats=StatsConfig(**d["stats"]),
+    )
+    _check_cross_fields(cfg)
+    return cfg
+
+
+def _check_cross_fields(cfg: StudyConfig) -> None:
+    m, r = cfg.model, cfg.reader
+    if m.alpha_init_high <= m.alpha_init_low:
+        raise ConfigError(
+            f"config key 'model.alpha_init_high' ({m.alpha_init_high}) must exceed "
+            f"'model.alpha_init_low' ({m.alpha_init_low})"
+        )
+    if r.dim % r.heads:
+        raise ConfigError(
+            f"config key 'reader.dim' ({r.dim}) must be divisible by 'reader.heads' ({r.heads})"
+        )
+    if "all" in cfg.combinations and len(cfg.combinations) > 1:
+        raise ConfigError(
+            f"config key 'combinations' {list(cfg.combinations)}: 'all' cannot be mixed "
+            "with explicit names"
+        )
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(raw).__name__}")
+    return from_mapping(raw)

@@ -1,0 +1,93 @@
+"""Reading and writing results: atomic writes and clear errors on damaged inputs.
+
+Every file a command produces is written to a unique temporary name beside its final
+path and renamed into place only when complete, so a killed job never leaves a truncated
+``.nc``, ``.pt`` or ``.csv`` where Snakemake (or a later stage) would trust it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import xarray as xr
+
+
+class InputError(RuntimeError):
+    """An input file is missing, truncated or not what the stage expects."""
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
+
+    The temporary name carries the pid and a random suffix, so two jobs writing into the
+    same folder (two seeds of one dataset) never share one.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp} for {final}")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+
+
+def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
+    """Load a netCDF file fully into memory, or raise InputError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. {remedy}".strip())
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return ds.load()
+    except Exception as exc:  # netCDF4/HDF5 raise many types for damaged files
+        raise InputError(
+            f"{path} is truncated or not a valid netCDF file ({type(exc).__name__}: {exc}). "
+            f"Delete it and re-run the step that makes it. {remedy}".strip()
+        ) from exc
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike, remedy: str = "") -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. {remedy}".strip())
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InputError(
+            f"{path} is truncated or not a valid checkpoint ({type(exc).__name__}: {exc}). "
+            f"Delete it and re-run the step that makes it. {remedy}".strip()
+        ) from exc
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
