@@ -153,5 +153,11 @@ def split_of(staged: xr.Dataset, split: str) -> ImageSet:
     mask = staged["split"].values == split
     if not mask.any():
         raise ValueError(f"the staged {staged.attrs.get('dataset')} set has no {split!r} split")
-    raw = torch.from_numpy(staged["images"].values[mask].astype(np.float32))
-    return ImageSet(raw / 127.5 - 1.0, torch.from_numpy(staged["label"].values[mask]))
+    return ImageSet(
+        to_float(staged["images"].values[mask]), torch.from_numpy(staged["label"].values[mask])
+    )
+
+
+def to_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 images -> float32 tensor in [-1, 1] (the SIREN's pixel targets)."""
+    return torch.from_numpy(images.astype(np.float32)) / 127.5 - 1.0

@@ -66,7 +66,15 @@ CORR_COLUMNS = ["dataset", "metric", "spearman_rho", "p", "ci_low", "ci_high", "
 TOKENFLOW_COLUMNS = [
     "dataset", "depth", "depth_index", "spearman_rho", "p", "ci_low", "ci_high", "n",
 ]  # fmt: skip
-VARIANT_COLUMNS = ["dataset", "combination", "response", "mean_diff", "ci_low", "ci_high", "n_pairs"]
+VARIANT_COLUMNS = [
+    "dataset",
+    "combination",
+    "response",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "n_pairs",
+]
 
 
 # --------------------------------------------------------------------------- frame
@@ -89,14 +97,36 @@ def _check_summary(ds: xr.Dataset) -> None:
             raise ValueError(f"factor {f} has levels {sorted(bad)}: expected a subset of {{0, 1}}")
 
 
+def _run_mask(ds: xr.Dataset) -> xr.DataArray:
+    """Boolean grid of the cells that are runs: ``ran`` if gathered, else any finite value."""
+    if "ran" in ds.data_vars:
+        return ds["ran"].astype(bool)
+    finite = [
+        np.isfinite(ds[v]).any([d for d in ds[v].dims if d not in GRID_DIMS])
+        for v in ds.data_vars
+        if set(GRID_DIMS) <= set(ds[v].dims) and np.issubdtype(ds[v].dtype, np.floating)
+    ]
+    if not finite:
+        raise ValueError(f"summary has no float variable over {list(GRID_DIMS)}")
+    return xr.concat(finite, dim="_var").any("_var")
+
+
 def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     """One row per run that exists: grid keys, ``combination``, scalar responses, ``drop_*``.
 
-    A grid cell counts as a run when at least one of its scalar responses is finite;
-    ``drop_<z>`` is ``intervention_accuracy[none] - intervention_accuracy[z]``.
+    A grid cell is a run where the summary's boolean ``ran`` says so (when present),
+    otherwise where at least one scalar response is finite. Responses are the numeric,
+    non-boolean variables over exactly the grid dimensions; ``drop_<z>`` is
+    ``intervention_accuracy[none] - intervention_accuracy[z]``.
     """
     _check_summary(ds)
-    scalar = [v for v in ds.data_vars if set(ds[v].dims) == set(GRID_DIMS)]
+    scalar = [
+        v
+        for v in ds.data_vars
+        if set(ds[v].dims) == set(GRID_DIMS)
+        and np.issubdtype(ds[v].dtype, np.number)
+        and ds[v].dtype != bool
+    ]
     cols: dict[str, pd.Series] = {v: ds[v].transpose(*GRID_DIMS).to_series() for v in scalar}
     if "intervention_accuracy" in ds.data_vars:
         ia = ds["intervention_accuracy"].transpose(*GRID_DIMS, "intervention")
@@ -114,7 +144,7 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
         raise ValueError(f"summary has no variable over {list(GRID_DIMS)}: nothing to analyse")
     df = pd.DataFrame(cols)
     responses = list(df.columns)
-    df = df[df[responses].notna().any(axis=1)].reset_index()
+    df = df[_run_mask(ds).transpose(*GRID_DIMS).to_series().reindex(df.index)].reset_index()
     df["dataset"] = df["dataset"].astype(str)
     for key in ("seed", *FACTORS):
         df[key] = df[key].astype(int)
@@ -238,11 +268,21 @@ def anova_table(
         table = table[["sum_sq", "df", "F", "PR(>F)"]]
 
     out = table.rename(columns={"PR(>F)": "p"}).rename_axis("term").reset_index()
-    ss_resid = float(out.loc[out["term"] == "Residual", "sum_sq"].iloc[0])
     is_term = (out["term"] != "Residual").to_numpy()
+    y = data["_y"].to_numpy(float)
+    if np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
+        # Round-off in the sums of squares of a constant response would otherwise show
+        # up as "significant" F ratios of 1e-30 over 1e-31.
+        notes.append("response is constant across runs: nothing to test")
+        out[["sum_sq", "F", "p"]] = [0.0, np.nan, np.nan]
+    resid = out["term"] == "Residual"
+    ss_resid = float(out.loc[resid, "sum_sq"].iloc[0])
+    df_resid = float(out.loc[resid, "df"].iloc[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = out["sum_sq"] / (out["sum_sq"] + ss_resid)
-    out["partial_eta_sq"] = np.where(is_term, eta, np.nan)
+    # Without residual degrees of freedom (or variance) partial eta^2 is degenerate.
+    ok = is_term & (df_resid > 0) & np.isfinite(out["p"].to_numpy(float))
+    out["partial_eta_sq"] = np.where(ok, eta, np.nan)
     out["p_holm"] = holm(np.where(is_term, out["p"], np.nan))
     out["non_additivity"] = out["term"].str.contains(":", regex=False)
     out["response"] = response
@@ -310,9 +350,7 @@ def paired_t(diff: np.ndarray, level: float = 0.95) -> dict[str, float]:
         return res
     half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
     t = mean / se
-    res.update(
-        ci_low=mean - half, ci_high=mean + half, t=t, p=float(2 * sps.t.sf(abs(t), n - 1))
-    )
+    res.update(ci_low=mean - half, ci_high=mean + half, t=t, p=float(2 * sps.t.sf(abs(t), n - 1)))
     return res
 
 
@@ -377,9 +415,7 @@ def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 1e-12 * np.maximum(1.0, np.abs(num)), num / den, np.nan)
 
 
-def spearman_boot(
-    x: np.ndarray, y: np.ndarray, boot_idx: np.ndarray | None
-) -> dict[str, float]:
+def spearman_boot(x: np.ndarray, y: np.ndarray, boot_idx: np.ndarray | None) -> dict[str, float]:
     """Spearman rho and p of finite pairs, with a percentile 95% bootstrap CI over pairs.
 
     ``boot_idx`` (n_boot, n) resamples the pairs; resamples with a constant side are
@@ -451,11 +487,13 @@ def tokenflow_curve(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> pd.Dat
     acc = ds["reader_accuracy"].transpose(*GRID_DIMS)
     depths = [str(d) for d in tf["depth"].values]
 
+    ran = _run_mask(ds).transpose(*GRID_DIMS)
+
     def frames():
         for name in ds["dataset"].values:
             a = acc.sel(dataset=name).values.ravel()
             t = tf.sel(dataset=name).values.reshape(a.size, len(depths))
-            run = np.isfinite(a) | np.isfinite(t).any(axis=1)  # cells that are runs
+            run = ran.sel(dataset=name).values.ravel()
             cols = {"reader_accuracy": a[run], **{d: t[run, i] for i, d in enumerate(depths)}}
             yield str(name), pd.DataFrame(cols)
 

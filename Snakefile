@@ -1,0 +1,31 @@
+# inrroute: is the class signal in meta-learned SIREN weights clustered or routed?
+# Thin by design: load and validate the config, include one .smk per stage.
+# Every rule calls `inrroute <stage>`; see DESIGN.md section 7.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/read.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.study.input,

@@ -1,0 +1,353 @@
+"""Command line: one sub-command per workflow stage (``inrroute <stage> --help``).
+
+Each Snakemake rule calls exactly one of these, so every stage also runs by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import ConfigError, StudyConfig, load_config
+
+log = logging.getLogger("inrroute")
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, list]] = {}
+
+
+def command(name: str, help_text: str, *args: tuple[str, dict]):
+    def register(fn):
+        COMMANDS[name] = (fn, help_text, list(args))
+        return fn
+
+    return register
+
+
+CONFIG = ("--config", {"required": True, "help": "study config YAML (validated)"})
+MODEL = ("--model", {"required": True, "help": "trained model.pt"})
+FITTED = ("--fitted", {"required": True, "help": "fitted.nc of the same run"})
+OUT = ("--out", {"required": True, "help": "output file"})
+PROGRESS = ("--no-progress", {"action": "store_true", "help": "hide the progress bar"})
+
+
+def _setup(args: argparse.Namespace) -> StudyConfig:
+    from .runtime import configure_threads
+
+    cfg = load_config(args.config)
+    configure_threads(getattr(args, "threads", None) or cfg.training.threads)
+    return cfg
+
+
+@command(
+    "check-config",
+    "validate a config (schema + cross checks) and print the resolved values",
+    CONFIG,
+)
+def cmd_check_config(args):
+    import yaml
+
+    cfg = load_config(args.config)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+@command(
+    "stage",
+    "stage one dataset into results/data/{dataset}.nc",
+    CONFIG,
+    ("--dataset", {"required": True}),
+    OUT,
+)
+def cmd_stage(args):
+    from .data import stage
+    from .io import write_netcdf
+
+    cfg = load_config(args.config)
+    ds = stage(
+        args.dataset,
+        cfg.data_root,
+        cfg.cap(args.dataset, "train"),
+        cfg.cap(args.dataset, "test"),
+        cfg.stage_seed,
+    )
+    write_netcdf(ds, args.out)
+    log.info("staged %s: %d images -> %s", args.dataset, ds.sizes["sample"], args.out)
+
+
+def _staged(path: str):
+    from .io import read_netcdf
+
+    return read_netcdf(path, remedy="Re-run the stage rule for this dataset.")
+
+
+def _fitted(path: str):
+    from .io import read_netcdf
+
+    return read_netcdf(path, remedy="Re-run the fit rule for this run.")
+
+
+@command(
+    "meta-train",
+    "meta-train theta, alpha and the reader of one run (resumes from checkpoint.pt)",
+    CONFIG,
+    ("--data", {"required": True, "help": "staged dataset .nc"}),
+    ("--seed", {"type": int, "required": True}),
+    ("--combination", {"required": True, "help": "e.g. cluster0_route0_biasroute0_densefit0"}),
+    ("--out-dir", {"required": True, "help": "run folder: model.pt, train_log.csv, checkpoint.pt"}),
+    PROGRESS,
+)
+def cmd_meta_train(args):
+    from .config import Combination
+    from .data import split_of
+    from .runtime import select_device
+    from .training import meta_train
+
+    cfg = _setup(args)
+    combo = Combination.parse(args.combination)
+    train = split_of(_staged(args.data), "train")
+    path = meta_train(
+        cfg, combo, args.seed, train, args.out_dir, select_device(cfg.device), not args.no_progress
+    )
+    log.info("model written to %s", path)
+
+
+@command(
+    "fit",
+    "fit one SIREN per train and test image with a trained model -> fitted.nc",
+    CONFIG,
+    MODEL,
+    ("--data", {"required": True, "help": "staged dataset .nc"}),
+    OUT,
+    PROGRESS,
+)
+def cmd_fit(args):
+    from .fitting import fit_dataset
+    from .io import write_netcdf
+    from .runtime import select_device
+    from .training import load_model
+
+    cfg = _setup(args)
+    device = select_device(cfg.device)
+    model, meta = load_model(args.model, device)
+    ds = fit_dataset(model, _staged(args.data), meta, cfg.fit.batch_size, device, not args.no_progress)
+    write_netcdf(ds, args.out)
+
+
+@command("read", "trained-reader accuracy, per class, confusion -> reader.nc", CONFIG, MODEL, FITTED, OUT)
+def cmd_read(args):
+    from .fitting import tokens_of
+    from .io import write_netcdf
+    from .reading import accuracy_dataset, predict
+    from .runtime import select_device
+
+    cfg = _setup(args)
+    device = select_device(cfg.device)
+    from .training import load_model
+
+    model, meta = load_model(args.model, device)
+    fitted = _fitted(args.fitted)
+    tokens, labels = tokens_of(fitted, "test")
+    ds = accuracy_dataset(predict(model.reader, tokens, device), labels.numpy(), meta["n_classes"])
+    ds["psnr"] = ((), float(fitted["psnr"].values[fitted["split"].values == "test"].mean()), {"units": "dB"})
+    write_netcdf(ds, args.out)
+    log.info("trained-reader test accuracy %.4f", float(ds["accuracy"]))
+
+
+
+def _run_inputs(args, cfg):
+    from .fitting import tokens_of
+    from .runtime import select_device
+    from .training import load_model
+
+    device = select_device(cfg.device)
+    model, meta = load_model(args.model, device)
+    fitted = _fitted(args.fitted)
+    return device, model, meta, fitted, tokens_of(fitted, "train"), tokens_of(fitted, "test")
+
+
+@command("geometry", "geometry probes of the exposed phi -> geometry.nc", CONFIG, FITTED, OUT)
+def cmd_geometry(args):
+    import xarray as xr
+
+    from .fitting import tokens_of
+    from .io import write_netcdf
+    from .probes import geometry_metrics
+
+    cfg = _setup(args)
+    fitted = _fitted(args.fitted)
+    (xtr, ytr), (xte, yte) = tokens_of(fitted, "train"), tokens_of(fitted, "test")
+    metrics = geometry_metrics(
+        xtr.flatten(1).numpy(), ytr.numpy(), xte.flatten(1).numpy(), yte.numpy(),
+        k=cfg.probes.knn_k, seed=int(fitted.attrs["seed"]),
+    )
+    write_netcdf(xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()}), args.out)
+
+
+@command("fresh-reader", "train a fresh reader on frozen train phi -> fresh_reader.nc", CONFIG, MODEL, FITTED, OUT)
+def cmd_fresh_reader(args):
+    from .io import write_netcdf
+    from .reading import accuracy_dataset, predict, train_fresh_reader
+
+    cfg = _setup(args)
+    device, model, meta, _, (xtr, ytr), (xte, yte) = _run_inputs(args, cfg)
+    reader = train_fresh_reader(model, cfg, xtr, ytr, meta["seed"], device)
+    ds = accuracy_dataset(predict(reader, xte, device), yte.numpy(), meta["n_classes"])
+    write_netcdf(ds, args.out)
+    log.info("fresh-reader test accuracy %.4f", float(ds["accuracy"]))
+
+
+@command("tokenflow", "kNN consistency at every reader depth -> tokenflow.nc", CONFIG, MODEL, FITTED, OUT)
+def cmd_tokenflow(args):
+    from .io import write_netcdf
+    from .reading import tokenflow_dataset
+
+    cfg = _setup(args)
+    device, model, _, _, _, (xte, yte) = _run_inputs(args, cfg)
+    write_netcdf(tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device), args.out)
+
+
+@command("interventions", "bias-column interventions with controls -> interventions.nc", CONFIG, MODEL, FITTED, OUT)
+def cmd_interventions(args):
+    from .interventions import run_interventions
+    from .io import write_netcdf
+
+    cfg = _setup(args)
+    device, model, meta, _, _, (xte, yte) = _run_inputs(args, cfg)
+    ds = run_interventions(model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device)
+    write_netcdf(ds, args.out)
+
+
+@command("aggregate", "gather every run's outputs into summary.nc", CONFIG, OUT)
+def cmd_aggregate(args):
+    from .io import write_netcdf
+    from .summary import gather
+
+    cfg = load_config(args.config)
+    write_netcdf(gather(cfg), args.out)
+
+
+@command(
+    "stats",
+    "ANOVA, correlations, token-flow curve, paired differences -> results/stats/",
+    CONFIG,
+    ("--summary", {"required": True}),
+    ("--out-dir", {"required": True}),
+)
+def cmd_stats(args):
+    from .io import read_netcdf
+    from .stats import compute_all, write_tables
+
+    cfg = load_config(args.config)
+    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
+    write_tables(compute_all(ds, cfg.stats.bootstrap, cfg.stage_seed), args.out_dir)
+
+
+TABLES = ("anova", "cluster_effect", "geometry_correlation", "tokenflow_curve", "variants_vs_baseline")
+
+
+def _tables(stats_dir: str) -> dict:
+    import pandas as pd
+
+    return {name: pd.read_csv(Path(stats_dir) / f"{name}.csv") for name in TABLES}
+
+
+@command(
+    "figures",
+    "token flow, interventions, interactions, geometry-vs-accuracy PNGs",
+    CONFIG,
+    ("--summary", {"required": True}),
+    ("--stats-dir", {"required": True}),
+    ("--out-dir", {"required": True}),
+)
+def cmd_figures(args):
+    from . import figures as F
+    from .io import read_netcdf
+
+    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
+    tables = _tables(args.stats_dir)
+    out = Path(args.out_dir)
+    F.save_figure(F.tokenflow_figure(tables["tokenflow_curve"], ds), out / "tokenflow.png")
+    F.save_figure(F.interventions_figure(ds), out / "interventions.png")
+    F.save_figure(F.interactions_figure(ds), out / "interactions.png")
+    F.save_figure(F.geometry_vs_accuracy_figure(ds), out / "geometry_vs_accuracy.png")
+
+
+@command(
+    "reconstructions",
+    "grid of test images beside their SIREN reconstructions",
+    CONFIG,
+    MODEL,
+    ("--data", {"required": True}),
+    ("--count", {"type": int, "default": 16}),
+    OUT,
+)
+def cmd_reconstructions(args):
+    import torch
+
+    from . import figures as F
+    from .data import split_of
+    from .siren import psnr
+    from .training import load_model
+
+    cfg = _setup(args)
+    model, meta = load_model(args.model)
+    staged = _staged(args.data)
+    test = split_of(staged, "test")
+    images = test.images[: args.count]
+    phi, targets = model.fit(images, create_graph=False)
+    with torch.no_grad():
+        pred = model.reconstruct(phi)
+        scores = psnr(pred, targets).numpy()
+    recon = pred.transpose(1, 2).reshape(images.shape).clamp(-1, 1)
+    fig = F.reconstructions_figure(
+        ((images + 1) / 2).numpy(), ((recon + 1) / 2).numpy(), test.labels[: args.count].numpy(),
+        scores, f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), {meta['combo']} seed {meta['seed']}",
+    )
+    F.save_figure(fig, args.out)
+
+
+@command(
+    "findings",
+    "write FINDINGS.md from the summary and the statistics",
+    CONFIG,
+    ("--summary", {"required": True}),
+    ("--stats-dir", {"required": True}),
+    OUT,
+)
+def cmd_findings(args):
+    from .findings import findings_markdown
+    from .io import read_netcdf, write_text
+
+    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
+    write_text(findings_markdown(ds, _tables(args.stats_dir)), args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="inrroute", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, help_text, arguments) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        for flag, kwargs in arguments:
+            p.add_argument(flag, **kwargs)
+        p.add_argument("--threads", type=int, default=None, help="torch threads (default: the job's CPUs)")
+        p.set_defaults(func=fn)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .data import DataUnavailableError
+    from .io import InputError
+    from .training import NumericalError
+
+    try:
+        args.func(args)
+    except (ConfigError, InputError, DataUnavailableError) as exc:
+        log.error("%s", exc)
+        return 2
+    except (NumericalError, FloatingPointError) as exc:
+        log.error("%s", exc)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

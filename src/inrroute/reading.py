@@ -1,0 +1,100 @@
+"""What the readers make of the fitted weights: accuracy, token flow, a fresh reader.
+
+Inputs are the tokens of ``fitted.nc`` (see :func:`inrroute.fitting.tokens_of`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from sklearn.metrics import confusion_matrix
+
+from .config import StudyConfig
+from .model import MWT
+from .probes import knn_consistency
+from .reader import Reader
+
+
+@torch.no_grad()
+def predict(reader: Reader, tokens: torch.Tensor, device: torch.device, batch: int = 1024) -> np.ndarray:
+    reader.eval()
+    out = [
+        reader(tokens[i : i + batch].to(device)).argmax(1).cpu()
+        for i in range(0, len(tokens), batch)
+    ]
+    return torch.cat(out).numpy()
+
+
+def accuracy_dataset(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> xr.Dataset:
+    """reader.nc: accuracy, per-class accuracy, confusion matrix (rows: true class)."""
+    conf = confusion_matrix(labels, pred, labels=np.arange(n_classes))
+    per_class = np.divide(
+        conf.diagonal(), conf.sum(1), out=np.full(n_classes, np.nan), where=conf.sum(1) > 0
+    )
+    return xr.Dataset(
+        {
+            "accuracy": ((), float((pred == labels).mean()), {"units": "1", "long_name": "test accuracy of the trained reader"}),
+            "per_class_accuracy": ("class", per_class, {"units": "1"}),
+            "confusion": (("true_class", "predicted_class"), conf, {"long_name": "test confusion counts"}),
+        },
+        coords={"class": np.arange(n_classes), "true_class": np.arange(n_classes), "predicted_class": np.arange(n_classes)},
+    )
+
+
+def tokenflow_dataset(reader: Reader, tokens: torch.Tensor, labels: np.ndarray, k: int, device: torch.device) -> xr.Dataset:
+    """kNN class consistency of the pooled representation at every reader depth."""
+    reader.eval()
+    reps = [[] for _ in reader.depth_names()]
+    for i in range(0, len(tokens), 1024):
+        for slot, rep in zip(reps, reader.depth_representations(tokens[i : i + 1024].to(device)), strict=True):
+            slot.append(rep.float().cpu())
+    values = [knn_consistency(torch.cat(r).numpy(), labels, k=k) for r in reps]
+    return xr.Dataset(
+        {"knn_consistency": ("depth", np.array(values), {"units": "1", "long_name": f"kNN class consistency (k={k}, cosine) of the pooled representation"})},
+        coords={"depth": reader.depth_names(), "depth_index": ("depth", np.arange(len(values)))},
+    )
+
+
+def train_fresh_reader(
+    model: MWT,
+    cfg: StudyConfig,
+    train_tokens: torch.Tensor,
+    train_labels: torch.Tensor,
+    seed: int,
+    device: torch.device,
+) -> Reader:
+    """A reader of the same architecture trained on frozen phi (no co-adaptation)."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 7919)
+        reader = Reader(
+            n_tokens=train_tokens.shape[1],
+            token_dim=train_tokens.shape[2],
+            n_classes=model.reader.head.out_features,
+            cfg=cfg.reader,
+            route=model.combo.route,
+            bias_route=model.combo.bias_route,
+            bias_route_hidden=cfg.factors.bias_route_hidden,
+        ).to(device)
+    t = cfg.training
+    epochs = cfg.probes.fresh_reader_epochs
+    steps = epochs * math.ceil(len(train_tokens) / t.batch_size)
+    opt = torch.optim.AdamW(reader.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=steps)
+    x, y = train_tokens.to(device), train_labels.to(device)
+    reader.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), t.batch_size):
+            idx = order[i : i + t.batch_size]
+            loss = F.cross_entropy(reader(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(reader.parameters(), t.grad_clip)
+            opt.step()
+            sched.step()
+    return reader.eval()

@@ -1,0 +1,40 @@
+# Shared names: the validated study config, run paths, resources.
+import yaml
+from inrroute.config import from_mapping
+
+# The package re-validates (schema + cross-field checks) so a bad value stops the
+# workflow here, before any job starts.
+STUDY = from_mapping(config)
+RESULTS = STUDY.results_dir
+DATASETS = list(STUDY.datasets)
+SEEDS = list(STUDY.seeds)
+COMBOS = STUDY.combination_names()
+RUN = RESULTS + "/{dataset}/seed{seed}/{combo}"
+ENV = "../../envs/inrroute.yaml"
+
+# Jobs read the resolved config (schema defaults filled, --config overrides applied)
+# from one file, so a stage run by hand sees exactly what the workflow saw.
+RESOLVED_CONFIG = RESULTS + "/resolved_config.yaml"
+_resolved = yaml.safe_dump(STUDY.to_dict(), sort_keys=True)
+if not os.path.exists(RESOLVED_CONFIG) or open(RESOLVED_CONFIG).read() != _resolved:
+    os.makedirs(RESULTS, exist_ok=True)
+    _tmp = f"{RESOLVED_CONFIG}.{os.getpid()}.tmp"
+    with open(_tmp, "w") as fh:
+        fh.write(_resolved)
+    os.replace(_tmp, RESOLVED_CONFIG)
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    seed=r"\d+",
+    combo=r"cluster[01]_route[01]_biasroute[01]_densefit[01]",
+
+
+def run_files(name):
+    """One output file of every run of the study."""
+    return expand(RUN + "/" + name, dataset=DATASETS, seed=SEEDS, combo=COMBOS)
+
+
+def scaled(base):
+    """A resource that grows with each retry (attempt 1, 2, ...)."""
+    return lambda wildcards, attempt: base * attempt
