@@ -7,6 +7,7 @@ later stage reads only that file.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from dataclasses import dataclass
@@ -60,10 +61,14 @@ def _link_debian_fashion_mnist(root: Path) -> bool:
         return False
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
+    # Debian recompresses the files (their .gz checksums differ from torchvision's), so
+    # unpack them: torchvision then finds the raw files and never downloads.
     for src in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
-        dst = raw / src.name
+        dst = raw / src.name.removesuffix(".gz")
         if not dst.exists():
-            shutil.copyfile(src, dst)
+            with gzip.open(src, "rb") as fin, open(dst.with_suffix(".part"), "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            dst.with_suffix(".part").rename(dst)
     return True
 
 

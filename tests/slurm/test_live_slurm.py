@@ -23,7 +23,7 @@ ROOT = HERE.parents[1]
 def _slurm_up():
     if not shutil.which("sinfo"):
         return False
-    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    r = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True, text=True)
     return r.returncode == 0 and r.stdout.split()[:1] in (["idle"], ["mix"])
 
 
@@ -33,10 +33,20 @@ def run(tmp_path_factory):
         pytest.skip("no idle Slurm node (run tests/slurm/up.sh)")
     wd = tmp_path_factory.mktemp("slurm")
     shutil.copy(HERE / "tiny" / "Snakefile", wd / "Snakefile")
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "slurm-ci"),
-           "-d", str(wd), "-s", str(wd / "Snakefile"), "--verbose"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(ROOT / "profiles" / "slurm-ci"),
+        "-d",
+        str(wd),
+        "-s",
+        str(wd / "Snakefile"),
+        "--verbose",
+    ]
     # timeout: a status misconfiguration makes the plugin wait forever
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-5000:]
     return wd, log
@@ -58,8 +68,9 @@ def test_retry_gets_more_memory(run):
 
 def test_grouped_jobs_share_one_slurm_job(run):
     wd, _ = run
-    ids = {re.search(r"job=(\d+)", (wd / f"geometry_{i}.txt").read_text()).group(1)
-           for i in range(4)}
+    ids = {
+        re.search(r"job=(\d+)", (wd / f"geometry_{i}.txt").read_text()).group(1) for i in range(4)
+    }
     assert len(ids) == 1
     final = re.findall(r"(?:aggregate|figures) job=(\d+)", (wd / "figures.txt").read_text())
     assert len(final) == 2 and final[0] == final[1]
@@ -67,6 +78,10 @@ def test_grouped_jobs_share_one_slurm_job(run):
 
 def test_logs_under_logs_slurm(run):
     wd, _ = run
-    for sub in ("rule_fit", "rule_read", "group_geometry_geometry",
-                "group_final_aggregate_figures"):
+    for sub in (
+        "rule_fit",
+        "rule_read",
+        "group_geometry_geometry",
+        "group_final_aggregate_figures",
+    ):
         assert list((wd / "logs" / "slurm" / sub).glob("*.log")), sub

@@ -1,0 +1,104 @@
+"""Meta-training: learns on real data, resumes bit-identically, factor switches."""
+
+import pandas as pd
+import pytest
+import torch
+
+from inrroute.config import Combination, from_mapping
+from inrroute.data import split_of, stage
+from inrroute.model import MWT, ImageShape, training_step
+from inrroute.training import Interrupted, load_model, meta_train
+
+TINY = {
+    "model": {"width": 8, "depth": 1, "inner_steps": 2},
+    "reader": {"dim": 16, "depth": 1, "heads": 2},
+    "training": {"epochs": 2, "batch_size": 32, "lr": 0.003, "checkpoint_every": 3},
+    "factors": {"bias_route_hidden": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return split_of(stage("digits", "unused", 160, 50, seed=0), "train")
+
+
+def state(path):
+    return load_model(path)[0].state_dict()
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, train_set):
+    torch.set_num_threads(1)
+    cfg = from_mapping(TINY)
+    combo = Combination()
+    ref = meta_train(cfg, combo, 0, train_set, tmp_path / "ref", torch.device("cpu"), False)
+    with pytest.raises(Interrupted):  # mid-epoch: 160 images / 32 = 5 steps per epoch
+        meta_train(cfg, combo, 0, train_set, tmp_path / "cut", torch.device("cpu"), False, max_steps=7)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    cut = meta_train(cfg, combo, 0, train_set, tmp_path / "cut", torch.device("cpu"), False)
+    a, b = state(ref), state(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la = pd.read_csv(tmp_path / "ref" / "train_log.csv").drop(columns="seconds")
+    lb = pd.read_csv(tmp_path / "cut" / "train_log.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(la, lb, check_exact=True)
+    assert list(la.epoch) == [0, 1]
+
+
+def test_different_seeds_differ(tmp_path, train_set):
+    cfg = from_mapping({**TINY, "training": {**TINY["training"], "epochs": 1}})
+    p0 = meta_train(cfg, Combination(), 0, train_set, tmp_path / "s0", torch.device("cpu"), False)
+    p1 = meta_train(cfg, Combination(), 1, train_set, tmp_path / "s1", torch.device("cpu"), False)
+    assert not torch.equal(state(p0)["siren.theta.0"], state(p1)["siren.theta.0"])
+
+
+def _model(combo, cfg=None):
+    return MWT(cfg or from_mapping(TINY), combo, ImageShape(1, 8, 8), 10, seed=0)
+
+
+def test_route_adds_one_class_token():
+    cfg = from_mapping(TINY)
+    tokens = torch.randn(3, 8, 9) * 1e-3
+    base, routed = _model(Combination()), _model(Combination(route=True))
+    m = base.reader.modulate(tokens)
+    assert base.reader.sequence(m).shape[1] == 8
+    assert routed.reader.sequence(routed.reader.modulate(tokens)).shape[1] == 9
+    assert routed.reader.pool(torch.arange(18.0).view(1, 9, 2)).tolist() == [[0.0, 1.0]]
+    assert cfg.model.depth * cfg.model.width == 8
+
+
+def test_bias_route_token_is_fed_only_by_biases():
+    model = _model(Combination(bias_route=True))
+    reader = model.reader
+    tokens = torch.randn(2, 8, 9) * 1e-3
+    seq = reader.sequence(reader.modulate(tokens))
+    assert seq.shape[1] == 9  # one extra token, appended
+    changed = tokens.clone()
+    changed[..., :-1] += 1.0  # every weight entry changes, biases do not
+    seq2 = reader.sequence(reader.modulate(changed))
+    torch.testing.assert_close(seq[:, -1], seq2[:, -1])
+    changed[..., -1] += 1.0
+    assert not torch.allclose(reader.sequence(reader.modulate(changed))[:, -1], seq[:, -1])
+
+
+def test_dense_fit_doubles_steps_and_alphas():
+    base, dense = _model(Combination()), _model(Combination(dense_fit=True))
+    assert dense.inner_steps == 2 * base.inner_steps == 4
+    for a, b in zip(base.alphas, dense.alphas, strict=True):
+        assert b.shape[0] == 2 * a.shape[0] and b.shape[1:] == a.shape[1:]
+
+
+def test_cluster_adds_a_loss_with_no_gradient_into_the_reader(train_set):
+    cfg = from_mapping(TINY)
+    images, labels = train_set.images[:32], train_set.labels[:32]
+    models = {}
+    for flag in (False, True):
+        model = _model(Combination(cluster=flag), cfg)  # same seed: identical weights
+        out = training_step(model, images, labels, cfg)
+        assert (float(out.cluster) > 0) == flag
+        out.loss.backward()
+        models[flag] = model
+    off, on = models[False], models[True]
+    for p_off, p_on in zip(off.reader.parameters(), on.reader.parameters(), strict=True):
+        assert torch.equal(p_off.grad, p_on.grad)  # the cluster term never reaches the reader
+    assert not torch.equal(off.siren.theta[2].grad, on.siren.theta[2].grad)
+    assert not torch.equal(off.alphas[2].grad, on.alphas[2].grad)
