@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, StudyConfig, load_config
+from .config import StudyConfig, load_config
 
 log = logging.getLogger("inrroute")
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, list]] = {}
@@ -130,7 +130,15 @@ def cmd_fit(args):
     cfg = _setup(args)
     device = select_device(cfg.device)
     model, meta = load_model(args.model, device)
-    ds = fit_dataset(model, _staged(args.data), meta, cfg.fit.batch_size, device, not args.no_progress)
+    staged = _staged(args.data)
+    try:
+        ds = fit_dataset(model, staged, meta, cfg.fit.batch_size, device, not args.no_progress)
+    except FloatingPointError as exc:
+        raise FloatingPointError(
+            f"{exc} (model {args.model}, data {args.data}); nothing was written. Check the "
+            "run's train_log.csv, then re-run its meta_train rule with a lower training.lr "
+            "or model.alpha_init_high."
+        ) from exc
     write_netcdf(ds, args.out)
 
 
@@ -247,9 +255,12 @@ TABLES = ("anova", "cluster_effect", "geometry_correlation", "tokenflow_curve", 
 
 
 def _tables(stats_dir: str) -> dict:
-    import pandas as pd
+    from .io import read_csv
 
-    return {name: pd.read_csv(Path(stats_dir) / f"{name}.csv") for name in TABLES}
+    return {
+        name: read_csv(Path(stats_dir) / f"{name}.csv", remedy="Re-run the stats rule.")
+        for name in TABLES
+    }
 
 
 @command(
@@ -290,7 +301,7 @@ def cmd_reconstructions(args):
     from .siren import psnr
     from .training import load_model
 
-    cfg = _setup(args)
+    _setup(args)  # threads
     model, meta = load_model(args.model)
     staged = _staged(args.data)
     test = split_of(staged, "test")
@@ -323,6 +334,32 @@ def cmd_findings(args):
     write_text(findings_markdown(ds, _tables(args.stats_dir)), args.out)
 
 
+# Expected failures: one logged message and an exit code, no traceback. 2: bad config or
+# input (fix it, re-run the named rule); 3: numerical fault; 143: stopped by SIGTERM.
+EXIT_CODES = (
+    ("inrroute.config", "ConfigError", 2),
+    ("inrroute.io", "InputError", 2),
+    ("inrroute.data", "DataUnavailableError", 2),
+    ("inrroute.training", "NumericalError", 3),
+    ("inrroute.training", "Interrupted", 143),
+)
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """Exit code of an expected failure, else None.
+
+    Looks only at modules already imported (a class never loaded cannot have been raised),
+    so ``check-config`` stays free of torch's import time.
+    """
+    if isinstance(exc, FloatingPointError):
+        return 3
+    for module, name, code in EXIT_CODES:
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return code
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inrroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,18 +371,17 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .data import DataUnavailableError
-    from .io import InputError
-    from .training import NumericalError
-
     try:
         args.func(args)
-    except (ConfigError, InputError, DataUnavailableError) as exc:
-        log.error("%s", exc)
-        return 2
-    except (NumericalError, FloatingPointError) as exc:
-        log.error("%s", exc)
-        return 3
+    except BaseException as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        if code == 143:  # SIGTERM: checkpoint written; re-running resumes
+            log.warning("%s", exc.message)
+        else:
+            log.error("%s", exc)
+        return code
     return 0
 
 

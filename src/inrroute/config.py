@@ -6,6 +6,7 @@ into frozen dataclasses and adds the checks a schema cannot express.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,14 @@ import yaml
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 FACTOR_NAMES = ("cluster", "route", "bias_route", "dense_fit")
 BASELINE = "cluster0_route0_biasroute0_densefit0"
+# Images per split of every dataset as staged (digits: data.load_digits_raw's stratified
+# 75/25 split of 1,797), so caps and probe sizes are checked before any job starts.
+SPLIT_SIZES = {
+    "digits": {"train": 1347, "test": 450},
+    "fashion_mnist": {"train": 60000, "test": 10000},
+    "mnist": {"train": 60000, "test": 10000},
+    "cifar10": {"train": 50000, "test": 10000},
+}
 
 
 class ConfigError(ValueError):
@@ -181,14 +190,33 @@ def _validator_with_defaults() -> type:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in known]
+        where = ".".join(path) + "." if path else ""
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), known, n=1)
+            hints.append(
+                f"config key {where + str(k)!r} (value {error.instance[k]!r}) is not a known key"
+                + (f" (did you mean {where + close[0]!r}?)" if close else "")
+            )
+        return (
+            "; ".join(hints)
+            + f"; allowed keys{' under ' + repr('.'.join(path)) if path else ''}: {known}"
+        )
+    key = ".".join(path) or "(top level)"
     rule = error.schema.get("description", "")
-    allowed = {k: error.schema[k] for k in ("enum", "type", "minimum", "exclusiveMinimum",
-                                             "pattern", "minItems") if k in error.schema}
+    allowed = {
+        k: error.schema[k]
+        for k in ("enum", "type", "minimum", "exclusiveMinimum", "pattern", "minItems")
+        if k in error.schema
+    }
     return (
         f"config key {key!r} has bad value {error.instance!r}: {error.message}"
         + (f"; allowed: {allowed}" if allowed else "")
-        + (f" ({rule})" if rule else "")
+        + (f" ({rule.strip()})" if rule and path else "")
     )
 
 
@@ -231,18 +259,38 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
     m, r = cfg.model, cfg.reader
     if m.alpha_init_high <= m.alpha_init_low:
         raise ConfigError(
-            f"config key 'model.alpha_init_high' ({m.alpha_init_high}) must exceed "
-            f"'model.alpha_init_low' ({m.alpha_init_low})"
+            f"config key 'model.alpha_init_high' has bad value {m.alpha_init_high}: it must "
+            f"exceed 'model.alpha_init_low' ({m.alpha_init_low}); allowed: a number > "
+            f"{m.alpha_init_low}"
         )
     if r.dim % r.heads:
         raise ConfigError(
-            f"config key 'reader.dim' ({r.dim}) must be divisible by 'reader.heads' ({r.heads})"
+            f"config key 'reader.dim' has bad value {r.dim}: it must be divisible by "
+            f"'reader.heads' ({r.heads}); allowed: a multiple of {r.heads}"
         )
     if "all" in cfg.combinations and len(cfg.combinations) > 1:
         raise ConfigError(
-            f"config key 'combinations' {list(cfg.combinations)}: 'all' cannot be mixed "
-            "with explicit names"
+            f"config key 'combinations' has bad value {list(cfg.combinations)}: 'all' cannot "
+            "be mixed with explicit names; allowed: [all] alone, or a list of names like "
+            f"{BASELINE!r}"
         )
+    for name, caps in cfg.caps.items():
+        for split, cap in caps.items():
+            size = SPLIT_SIZES[name][split]
+            if cap is not None and cap > size:
+                raise ConfigError(
+                    f"config key 'caps.{name}.{split}' has bad value {cap}: {name} has only "
+                    f"{size} {split} images; allowed: 10..{size}, or null for all"
+                )
+    k = cfg.probes.knn_k
+    for name in cfg.datasets:
+        n_test = cfg.cap(name, "test") or SPLIT_SIZES[name]["test"]
+        if k >= n_test:
+            raise ConfigError(
+                f"config key 'probes.knn_k' has bad value {k}: the {name} test split has "
+                f"{n_test} images (caps.{name}.test) and leave-one-out kNN needs k < {n_test}; "
+                f"allowed: 1..{n_test - 1}"
+            )
 
 
 def load_config(path: str | Path) -> StudyConfig:

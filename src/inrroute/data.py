@@ -18,6 +18,8 @@ import torch
 import xarray as xr
 from sklearn.model_selection import train_test_split
 
+from .config import ConfigError
+
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -93,9 +95,11 @@ def load_torchvision_raw(name: str, root: str | os.PathLike) -> tuple[RawSplit, 
         )
         raise DataUnavailableError(
             f"dataset {name!r} is not staged and could not be read or downloaded into "
-            f"{root} ({type(exc).__name__}: {exc}). To stage it: {hint}run "
-            f"`inrroute stage --dataset {name} ...` (or `snakemake stage_all`) on a login "
-            f"node with network access."
+            f"{root} ({type(exc).__name__}: {exc}). To stage it: {hint}on a login node "
+            f"with network access run `snakemake stage_all --configfile <your config>` (or "
+            f"`inrroute stage --config <your config> --dataset {name} --out "
+            f"<results_dir>/data/{name}.nc`), then start the rest of the workflow; or copy "
+            f"torchvision's {name} files into {root} (config key data_root)."
         ) from exc
     return _from_torchvision(train), _from_torchvision(test)
 
@@ -120,7 +124,7 @@ def stage(
 ) -> xr.Dataset:
     """Load a dataset, apply the stratified caps, return the staged Dataset."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+        raise ConfigError(f"unknown dataset {name!r}; allowed: {DATASETS}")
     if name == "digits":
         train, test = load_digits_raw(seed)
     else:
@@ -130,7 +134,7 @@ def stage(
         try:
             keep = stratified_cap(raw.labels, cap, seed)
         except ValueError as exc:
-            raise ValueError(f"caps.{name}.{split}: {exc}") from exc
+            raise ConfigError(f"config key 'caps.{name}.{split}': {exc}") from exc
         parts.append((split, raw.images[keep], raw.labels[keep]))
     images = np.concatenate([p[1] for p in parts])
     return xr.Dataset(

@@ -45,6 +45,20 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Delete temporaries ``.{name}.*.tmp`` that a killed writer left in ``folder``.
+
+    Only for a folder one job owns (a run folder: Snakemake runs one job per output), so
+    no live writer's temporary is removed. Returns the removed paths.
+    """
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
@@ -68,6 +82,20 @@ def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+def read_csv(path: str | os.PathLike, remedy: str = "") -> pd.DataFrame:
+    """Load a CSV table, or raise InputError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. {remedy}".strip())
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:  # empty, truncated mid-quote, not text
+        raise InputError(
+            f"{path} is truncated or not a valid CSV file ({type(exc).__name__}: {exc}). "
+            f"Delete it and re-run the step that makes it. {remedy}".strip()
+        ) from exc
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 import torch
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .config import Combination, StudyConfig, from_mapping
 from .data import ImageSet
-from .io import load_torch, save_torch, write_csv
+from .io import InputError, load_torch, remove_stale_temps, save_torch, write_csv
 from .model import MWT, ImageShape, training_step
 
 LOG_COLUMNS = ["epoch", "loss", "ce", "mse", "cluster", "train_accuracy", "psnr", "lr", "seconds"]
@@ -70,7 +70,7 @@ class GracefulStop:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> GracefulStop:
+    def __enter__(self) -> Self:
         self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
@@ -120,13 +120,31 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[MW
     return model.to(device).eval(), blob["meta"]
 
 
+# Config keys that do not change what training computes: a checkpoint stays valid when
+# only these differ (results moved, more threads, other probe or stats settings).
+NOT_TRAINING_KEYS = ("results_dir", "data_root", "device", "fit", "probes", "stats")
+
+
+def _resume_key(meta: dict[str, Any]) -> dict[str, Any]:
+    config = {k: v for k, v in meta["config"].items() if k not in NOT_TRAINING_KEYS}
+    training = dict(config.get("training", {}))
+    training.pop("threads", None)
+    training.pop("checkpoint_every", None)
+    return {**meta, "config": {**config, "training": training}}
+
+
 def _check_finite(values: dict[str, torch.Tensor], epoch: int, step: int, ckpt: Path) -> None:
     for name, value in values.items():
         if not torch.isfinite(value).all():
+            kept = (
+                f"The last good checkpoint is kept at {ckpt}"
+                if ckpt.exists()
+                else f"No checkpoint was written yet ({ckpt})"
+            )
             raise NumericalError(
-                f"{name} is not finite (NaN/Inf) at epoch {epoch}, step {step}; "
-                f"training stopped. The last good checkpoint is kept at {ckpt} "
-                "(lower training.lr / model.alpha_init_high, or check the data)."
+                f"{name} is not finite (NaN/Inf) at epoch {epoch}, step {step} of the epoch; "
+                f"training stopped. {kept} (lower training.lr / model.alpha_init_high, "
+                "or check the data)."
             )
 
 
@@ -148,6 +166,8 @@ def meta_train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
+    # A job killed while writing leaves a temporary; this job owns the run folder.
+    remove_stale_temps(out_dir, ("checkpoint.pt", "model.pt", "train_log.csv"))
     t = cfg.training
     shape = ImageShape(*train.images.shape[1:])
     n_classes = int(train.labels.max()) + 1
@@ -159,9 +179,10 @@ def meta_train(
     state = LoopState()
     if ckpt_path.exists():
         blob = load_torch(ckpt_path, remedy="Delete it to restart this run from scratch.")
-        if blob["meta"] != meta:
-            raise RuntimeError(
-                f"{ckpt_path} belongs to a different configuration; delete it to restart."
+        if _resume_key(blob["meta"]) != _resume_key(meta):
+            raise InputError(
+                f"{ckpt_path} belongs to a different configuration, seed or combination "
+                "than this run; delete it to restart this run from scratch."
             )
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(blob["optimizer"])
@@ -206,7 +227,11 @@ def meta_train(
                 )
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                # Checked before the step, so no non-finite weight reaches a checkpoint.
+                _check_finite(
+                    {"gradient norm": grad_norm}, state.epoch, state.step_in_epoch, ckpt_path
+                )
                 opt.step()
                 sched.step()
                 for key, value in (

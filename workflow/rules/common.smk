@@ -9,12 +9,12 @@ RESULTS = STUDY.results_dir
 DATASETS = list(STUDY.datasets)
 SEEDS = list(STUDY.seeds)
 COMBOS = STUDY.combination_names()
-RUN = RESULTS + "/{dataset}/seed{seed}/{combo}"
+RUN = f"{RESULTS}/{{dataset}}/seed{{seed}}/{{combo}}"
 ENV = "../../envs/inrroute.yaml"
 
 # Jobs read the resolved config (schema defaults filled, --config overrides applied)
 # from one file, so a stage run by hand sees exactly what the workflow saw.
-RESOLVED_CONFIG = RESULTS + "/resolved_config.yaml"
+RESOLVED_CONFIG = f"{RESULTS}/resolved_config.yaml"
 _resolved = yaml.safe_dump(STUDY.to_dict(), sort_keys=True)
 if not os.path.exists(RESOLVED_CONFIG) or open(RESOLVED_CONFIG).read() != _resolved:
     os.makedirs(RESULTS, exist_ok=True)
@@ -32,7 +32,7 @@ wildcard_constraints:
 
 def run_files(name):
     """One output file of every run of the study."""
-    return expand(RUN + "/" + name, dataset=DATASETS, seed=SEEDS, combo=COMBOS)
+    return expand(f"{RUN}/{name}", dataset=DATASETS, seed=SEEDS, combo=COMBOS)
 
 
 def scaled(base):

@@ -7,18 +7,20 @@ localrules:
 
 rule stage:
     output:
-        RESULTS + "/data/{dataset}.nc",
+        f"{RESULTS}/data/{{dataset}}.nc",
     log:
         "logs/stage/{dataset}.log",
     benchmark:
-        RESULTS + "/benchmarks/stage/{dataset}.tsv"
+        f"{RESULTS}/benchmarks/stage/{{dataset}}.tsv"
     conda:
         ENV
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute stage --config {RESOLVED_CONFIG} --dataset {wildcards.dataset}"
+        "inrroute stage --config {params.config} --dataset {wildcards.dataset}"
         " --out {output} > {log} 2>&1"
 
 
 rule stage_all:
     input:
-        expand(RESULTS + "/data/{dataset}.nc", dataset=DATASETS),
+        expand(f"{RESULTS}/data/{{dataset}}.nc", dataset=DATASETS),

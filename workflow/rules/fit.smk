@@ -1,13 +1,13 @@
 rule fit:
     input:
-        model=RUN + "/model.pt",
-        data=RESULTS + "/data/{dataset}.nc",
+        model=f"{RUN}/model.pt",
+        data=f"{RESULTS}/data/{{dataset}}.nc",
     output:
-        RUN + "/fitted.nc",
+        f"{RUN}/fitted.nc",
     log:
         "logs/fit/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/fit/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/fit/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -15,6 +15,8 @@ rule fit:
         gpu=1,
         mem_mb=scaled(4000),
         runtime=scaled(30),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute fit --config {RESOLVED_CONFIG} --model {input.model} --data {input.data}"
+        "inrroute fit --config {params.config} --model {input.model} --data {input.data}"
         " --out {output} --threads {threads} --no-progress > {log} 2>&1"

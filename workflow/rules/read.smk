@@ -1,13 +1,13 @@
 rule read:
     input:
-        model=RUN + "/model.pt",
-        fitted=RUN + "/fitted.nc",
+        model=f"{RUN}/model.pt",
+        fitted=f"{RUN}/fitted.nc",
     output:
-        RUN + "/reader.nc",
+        f"{RUN}/reader.nc",
     log:
         "logs/read/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/read/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/read/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -15,21 +15,23 @@ rule read:
         gpu=1,
         mem_mb=scaled(4000),
         runtime=scaled(15),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute read --config {RESOLVED_CONFIG} --model {input.model} --fitted {input.fitted}"
+        "inrroute read --config {params.config} --model {input.model} --fitted {input.fitted}"
         " --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule fresh_reader:
     input:
-        model=RUN + "/model.pt",
-        fitted=RUN + "/fitted.nc",
+        model=f"{RUN}/model.pt",
+        fitted=f"{RUN}/fitted.nc",
     output:
-        RUN + "/fresh_reader.nc",
+        f"{RUN}/fresh_reader.nc",
     log:
         "logs/fresh_reader/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/fresh_reader/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/fresh_reader/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -37,21 +39,23 @@ rule fresh_reader:
         gpu=1,
         mem_mb=scaled(4000),
         runtime=scaled(60),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute fresh-reader --config {RESOLVED_CONFIG} --model {input.model}"
+        "inrroute fresh-reader --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule tokenflow:
     input:
-        model=RUN + "/model.pt",
-        fitted=RUN + "/fitted.nc",
+        model=f"{RUN}/model.pt",
+        fitted=f"{RUN}/fitted.nc",
     output:
-        RUN + "/tokenflow.nc",
+        f"{RUN}/tokenflow.nc",
     log:
         "logs/tokenflow/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/tokenflow/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/tokenflow/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -59,21 +63,23 @@ rule tokenflow:
         gpu=1,
         mem_mb=scaled(4000),
         runtime=scaled(15),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute tokenflow --config {RESOLVED_CONFIG} --model {input.model}"
+        "inrroute tokenflow --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule interventions:
     input:
-        model=RUN + "/model.pt",
-        fitted=RUN + "/fitted.nc",
+        model=f"{RUN}/model.pt",
+        fitted=f"{RUN}/fitted.nc",
     output:
-        RUN + "/interventions.nc",
+        f"{RUN}/interventions.nc",
     log:
         "logs/interventions/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/interventions/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/interventions/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -81,6 +87,8 @@ rule interventions:
         gpu=1,
         mem_mb=scaled(4000),
         runtime=scaled(15),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute interventions --config {RESOLVED_CONFIG} --model {input.model}"
+        "inrroute interventions --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"

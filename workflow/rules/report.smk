@@ -4,13 +4,13 @@ CAPTIONS = "../report/"
 
 rule figures:
     input:
-        summary=RESULTS + "/summary.nc",
+        summary=f"{RESULTS}/summary.nc",
         stats=rules.stats.output,
     output:
         [
             report(
-                RESULTS + f"/figures/{name}.png",
-                caption=CAPTIONS + f"{name}.rst",
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"{CAPTIONS}{name}.rst",
                 category="Figures",
             )
             for name in FIGURES
@@ -18,29 +18,32 @@ rule figures:
     log:
         "logs/figures.log",
     benchmark:
-        RESULTS + "/benchmarks/figures.tsv"
+        f"{RESULTS}/benchmarks/figures.tsv"
     conda:
         ENV
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(15),
     params:
-        stats_dir=RESULTS + "/stats",
-        out_dir=RESULTS + "/figures",
+        config=RESOLVED_CONFIG,
+        stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "inrroute figures --config {RESOLVED_CONFIG} --summary {input.summary}"
+        "inrroute figures --config {params.config} --summary {input.summary}"
         " --stats-dir {params.stats_dir} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # One reconstruction grid per dataset, from the baseline (or first) combination of the first seed.
 rule reconstructions:
     input:
-        model=expand(RUN + "/model.pt", seed=SEEDS[0], combo=COMBOS[0], allow_missing=True),
-        data=RESULTS + "/data/{dataset}.nc",
+        model=expand(
+            f"{RUN}/model.pt", seed=SEEDS[0], combo=COMBOS[0], allow_missing=True
+        ),
+        data=f"{RESULTS}/data/{{dataset}}.nc",
     output:
         report(
-            RESULTS + "/figures/reconstructions_{dataset}.png",
-            caption=CAPTIONS + "reconstructions.rst",
+            f"{RESULTS}/figures/reconstructions_{{dataset}}.png",
+            caption=f"{CAPTIONS}reconstructions.rst",
             category="Reconstructions",
         ),
     log:
@@ -50,25 +53,32 @@ rule reconstructions:
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(15),
+    params:
+        config=RESOLVED_CONFIG,
     shell:
-        "inrroute reconstructions --config {RESOLVED_CONFIG} --model {input.model}"
+        "inrroute reconstructions --config {params.config} --model {input.model}"
         " --data {input.data} --out {output} > {log} 2>&1"
 
 
 rule findings:
     input:
-        summary=RESULTS + "/summary.nc",
+        summary=f"{RESULTS}/summary.nc",
         stats=rules.stats.output,
     output:
-        report(RESULTS + "/FINDINGS.md", caption=CAPTIONS + "findings.rst", category="Findings"),
+        report(
+            f"{RESULTS}/FINDINGS.md",
+            caption=f"{CAPTIONS}findings.rst",
+            category="Findings",
+        ),
     log:
         "logs/findings.log",
     conda:
         ENV
     params:
-        stats_dir=RESULTS + "/stats",
+        config=RESOLVED_CONFIG,
+        stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
     shell:
-        "inrroute findings --config {RESOLVED_CONFIG} --summary {input.summary}"
+        "inrroute findings --config {params.config} --summary {input.summary}"
         " --stats-dir {params.stats_dir} --out {output} > {log} 2>&1"
 
 
@@ -76,11 +86,11 @@ rule study:
     input:
         rules.figures.output,
         rules.findings.output,
-        expand(RESULTS + "/figures/reconstructions_{dataset}.png", dataset=DATASETS),
+        expand(f"{RESULTS}/figures/reconstructions_{{dataset}}.png", dataset=DATASETS),
         [
             report(
-                RESULTS + f"/stats/{t}.csv",
-                caption=CAPTIONS + "anova.rst",
+                f"{RESULTS}/stats/{t}.csv",
+                caption=f"{CAPTIONS}anova.rst",
                 category="Tables",
             )
             for t in STATS_TABLES

@@ -1,13 +1,13 @@
 rule meta_train:
     input:
-        data=RESULTS + "/data/{dataset}.nc",
+        data=f"{RESULTS}/data/{{dataset}}.nc",
     output:
-        model=RUN + "/model.pt",
-        log=RUN + "/train_log.csv",
+        model=f"{RUN}/model.pt",
+        log=f"{RUN}/train_log.csv",
     log:
         "logs/meta_train/{dataset}/seed{seed}/{combo}.log",
     benchmark:
-        RESULTS + "/benchmarks/meta_train/{dataset}/seed{seed}/{combo}.tsv"
+        f"{RESULTS}/benchmarks/meta_train/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
@@ -16,8 +16,9 @@ rule meta_train:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     params:
-        out_dir=RUN,
+        config=RESOLVED_CONFIG,
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "inrroute meta-train --config {RESOLVED_CONFIG} --data {input.data}"
+        "inrroute meta-train --config {params.config} --data {input.data}"
         " --seed {wildcards.seed} --combination {wildcards.combo}"
         " --out-dir {params.out_dir} --threads {threads} --no-progress > {log} 2>&1"
