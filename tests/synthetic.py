@@ -28,16 +28,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-FACTORS = ("cluster", "route", "bias_route", "dense_fit")
-INTERVENTIONS = (
-    "none",
-    "bias_zero",
-    "bias_shuffle",
-    "bias_mean",
-    "bias_only",
-    "col_zero",
-    "col_shuffle",
-)
+from inrroute.config import FACTOR_NAMES as FACTORS
+from inrroute.interventions import INTERVENTIONS
+
 # Mean accuracy drop of each intervention relative to "none" (bias_only is a level).
 _DROP = {
     "none": 0.0,

@@ -28,17 +28,9 @@ from scipy import stats
 from inrroute.findings import intervention_drops, mean_ci
 from inrroute.io import atomic_path
 
+from .stats import FACTORS, GEOMETRY_METRICS
+
 DPI = 120
-FACTORS = ("cluster", "route", "bias_route", "dense_fit")
-GEOMETRY_METRICS = (
-    "knn_consistency",
-    "knn_accuracy",
-    "ncm_accuracy",
-    "linear_probe_accuracy",
-    "silhouette",
-    "fisher_ratio",
-    "fresh_reader_accuracy",
-)
 BIAS_COLOUR = "tab:red"
 CONTROL_COLOUR = "tab:grey"
 RHO_THRESHOLD = 0.5  # the level findings.py uses to say where the token-flow curve rises

@@ -35,19 +35,13 @@ from statsmodels.stats.anova import anova_lm
 
 from inrroute.io import write_csv, write_netcdf
 
-FACTORS = ("cluster", "route", "bias_route", "dense_fit")
+from .config import BASELINE, FACTOR_NAMES
+from .probes import GEOMETRY_KEYS
+
+FACTORS = FACTOR_NAMES
 GRID_DIMS = ("dataset", "seed", *FACTORS)
-BASELINE = "cluster0_route0_biasroute0_densefit0"
 ANOVA_RESPONSES = ("reader_accuracy", "knn_consistency", "linear_probe_accuracy", "psnr")
-GEOMETRY_METRICS = (
-    "knn_consistency",
-    "knn_accuracy",
-    "ncm_accuracy",
-    "linear_probe_accuracy",
-    "silhouette",
-    "fisher_ratio",
-    "fresh_reader_accuracy",
-)
+GEOMETRY_METRICS = (*GEOMETRY_KEYS, "fresh_reader_accuracy")
 CLUSTER_RESPONSES = ("knn_consistency", "reader_accuracy")
 VARIANT_RESPONSES = (
     "reader_accuracy",

@@ -14,9 +14,9 @@ import xarray as xr
 
 from .config import FACTOR_NAMES, Combination, StudyConfig
 from .io import InputError, read_netcdf
+from .probes import GEOMETRY_KEYS as GEOMETRY
 
 RUN_FILES = ("reader.nc", "geometry.nc", "fresh_reader.nc", "tokenflow.nc", "interventions.nc")
-GEOMETRY = ("knn_consistency", "knn_accuracy", "ncm_accuracy", "linear_probe_accuracy", "silhouette", "fisher_ratio")
 ATTRS = {
     "reader_accuracy": ("1", "test accuracy of the trained reader"),
     "psnr": ("dB", "mean test PSNR of the per-image SIREN fits, on [0, 1]"),
