@@ -6,6 +6,7 @@ Training runs here are real ``inrroute meta-train`` subprocesses on a tiny digit
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ import torch
 import yaml
 
 from inrroute import cli
-from inrroute.config import Combination, from_mapping
+from inrroute.config import Combination, from_mapping, load_config
 from inrroute.data import split_of, stage
 from inrroute.io import (
     InputError,
@@ -33,6 +34,7 @@ from inrroute.io import (
     remove_stale_temps,
     write_netcdf,
 )
+from inrroute.training import Interrupted, meta_train
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -132,12 +134,41 @@ def assert_no_temporaries(folder: Path) -> None:
     assert not list(folder.rglob(TEMP_GLOB)), list(folder.rglob(TEMP_GLOB))
 
 
+# The same command line, in this process (no second interpreter start): main() returns
+# the exit code, the log holds the one message.
+
+
+def main_here(caplog, *argv: str) -> tuple[int, list[str]]:
+    caplog.clear()
+    code = cli.main(list(argv))
+    return code, [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def assert_message(errors: list[str], needles: list[str]) -> None:
+    (message,) = errors
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from:\n{message}"
+
+
+def train_here(study, out: Path, config: Path | None = None, combo: str = COMBO, **kw) -> Path:
+    """meta_train in this process, one torch thread like the subprocesses' ``--threads 1``."""
+    torch.set_num_threads(1)
+    cfg = load_config(config or study["config"])
+    train = split_of(read_netcdf(study["data"]), "train")
+    return meta_train(
+        cfg, Combination.parse(combo), 0, train, out, torch.device("cpu"), False, **kw
+    )
+
+
 @pytest.fixture(scope="module")
 def reference(study):
-    """An uninterrupted run of (seed 0, COMBO): what every resumed run must equal."""
+    """An uninterrupted run of (seed 0, COMBO): what every resumed run must equal.
+
+    Trained in this process (same code, same single thread): bit-identity then also shows
+    that nothing depends on the process a run happens to live in.
+    """
     out = study["root"] / "reference"
-    proc = run(train_cmd(study, out))
-    assert proc.returncode == 0, proc.stderr
+    train_here(study, out)
     return out
 
 
@@ -152,7 +183,7 @@ def mid_epoch(loop: dict) -> bool:
     )
 
 
-def test_sigkill_mid_epoch_then_rerun_is_bit_identical(study, reference, tmp_path):
+def test_sigkill_mid_epoch_then_rerun_is_bit_identical(study, reference, tmp_path, caplog):
     out = tmp_path / "run"
     ckpt = out / "checkpoint.pt"
     proc = start(train_cmd(study, out))
@@ -173,14 +204,14 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(study, reference, tmp_pat
     # (one more row if it was frozen between an epoch's log and that epoch's checkpoint)
     assert len(pd.read_csv(out / "train_log.csv")) - frozen["epoch"] in (0, 1)
 
-    rerun = run(train_cmd(study, out))
-    assert rerun.returncode == 0, rerun.stderr
+    # Re-run the same command (in this process: one interpreter start less).
+    assert main_here(caplog, *train_cmd(study, out)[1:]) == (0, [])
     assert_same_run(reference, out)
     assert_no_temporaries(out)
 
 
 def test_sigterm_writes_checkpoint_exits_143_then_rerun_is_bit_identical(
-    study, reference, tmp_path
+    study, reference, tmp_path, caplog
 ):
     out = tmp_path / "run"
     ckpt = out / "checkpoint.pt"
@@ -199,29 +230,30 @@ def test_sigterm_writes_checkpoint_exits_143_then_rerun_is_bit_identical(
     assert not (out / "model.pt").exists()
     assert_no_temporaries(out)
 
-    rerun = run(train_cmd(study, out))
-    assert rerun.returncode == 0, rerun.stderr
+    # Re-run the same command (in this process: one interpreter start less).
+    assert main_here(caplog, *train_cmd(study, out)[1:]) == (0, [])
     assert_same_run(reference, out)
 
 
-def test_resume_survives_changes_that_do_not_affect_training(study, tmp_path):
+def test_resume_survives_changes_that_do_not_affect_training(study, tmp_path, caplog):
     """A checkpoint stays valid when results move or probe/stats/thread settings change;
     a change to what training computes is refused with a clear message."""
     out = tmp_path / "run"
     cut = write_config(tmp_path / "a.yaml", tmp_path / "r1", training={"epochs": 1})
-    assert run(train_cmd(study, out, config=cut)).returncode == 0
-    (out / "model.pt").unlink()
+    with pytest.raises(Interrupted):
+        train_here(study, out, cut, max_steps=10)
     moved = write_config(
-        tmp_path / "b.yaml", tmp_path / "r2", training={"epochs": 1, "threads": 2},
-        probes={"knn_k": 3}, stats={"bootstrap": 20},
+        tmp_path / "b.yaml", tmp_path / "r2", training={"epochs": 1, "threads": 2,
+        "checkpoint_every": 7}, probes={"knn_k": 3}, stats={"bootstrap": 20}, device="cpu",
     )  # fmt: skip
-    proc = run(train_cmd(study, out, config=moved))
-    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(Interrupted):  # resumed: 10 + 5 steps
+        train_here(study, out, moved, max_steps=5)
+    assert loop_state(out / "checkpoint.pt")["global_step"] == 15
     other = write_config(tmp_path / "c.yaml", tmp_path / "r3", training={"epochs": 1, "lr": 0.01})
-    (out / "model.pt").unlink()
-    proc = run(train_cmd(study, out, config=other))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"{out / 'checkpoint.pt'} belongs to a different configuration" in proc.stderr
+    code, errors = main_here(caplog, *train_cmd(study, out, config=other)[1:])
+    assert code == 2
+    assert_message(errors, [f"{out / 'checkpoint.pt'} belongs to a different configuration"])
+    assert loop_state(out / "checkpoint.pt")["global_step"] == 15  # left as it was
 
 
 # 2. Partial outputs and damaged inputs -------------------------------------------------
@@ -272,12 +304,11 @@ def test_sigkill_during_a_write_never_leaves_a_partial_final_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(study):
-    """model.pt of a 1-epoch baseline run and its fitted.nc, made by the real commands."""
+    """model.pt of a 1-epoch baseline run and its fitted.nc."""
     out = study["root"] / "trained"
     cfg = write_config(study["root"] / "one_epoch.yaml", study["root"] / "results",
                        training={"epochs": 1, "batch_size": 32})  # fmt: skip
-    proc = run(train_cmd(study, out, combo=BASELINE, config=cfg))
-    assert proc.returncode == 0, proc.stderr
+    train_here(study, out, cfg, combo=BASELINE)
     from inrroute.fitting import fit_dataset
     from inrroute.training import load_model
 
@@ -312,30 +343,35 @@ def test_truncated_fitted_nc_given_to_read(study, trained, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(TEMP_GLOB))
 
 
-def test_truncated_model_pt_given_to_fit(study, trained, tmp_path):
+def test_truncated_model_pt_given_to_fit(study, trained, tmp_path, caplog):
     bad = truncated(trained["model"], tmp_path / "model.pt")
     out = tmp_path / "fitted.nc"
-    proc = run([str(BIN / "inrroute"), "fit", "--config", str(trained["config"]), "--model",
-                str(bad), "--data", str(study["data"]), "--out", str(out)])  # fmt: skip
-    assert_one_clear_error(proc, 2, [str(bad), "truncated", "Re-run the meta_train rule"])
+    code, errors = main_here(caplog, "fit", "--config", str(trained["config"]), "--model",
+                             str(bad), "--data", str(study["data"]), "--out", str(out),
+                             "--threads", "1", "--no-progress")  # fmt: skip
+    assert code == 2
+    assert_message(errors, [str(bad), "truncated", "Re-run the meta_train rule"])
     assert not out.exists()
 
 
-def test_truncated_staged_nc_given_to_fit(study, trained, tmp_path):
+def test_truncated_staged_nc_given_to_fit(study, trained, tmp_path, caplog):
     bad = truncated(study["data"], tmp_path / "digits.nc")
     out = tmp_path / "fitted.nc"
-    proc = run([str(BIN / "inrroute"), "fit", "--config", str(trained["config"]), "--model",
-                str(trained["model"]), "--data", str(bad), "--out", str(out)])  # fmt: skip
-    assert_one_clear_error(proc, 2, [str(bad), "truncated", "Re-run the stage rule"])
+    code, errors = main_here(caplog, "fit", "--config", str(trained["config"]), "--model",
+                             str(trained["model"]), "--data", str(bad), "--out", str(out),
+                             "--threads", "1", "--no-progress")  # fmt: skip
+    assert code == 2
+    assert_message(errors, [str(bad), "truncated", "Re-run the stage rule"])
     assert not out.exists()
 
 
-def test_corrupt_checkpoint_in_a_run_folder(study, tmp_path):
+def test_corrupt_checkpoint_in_a_run_folder(study, tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
-    proc = run(train_cmd(study, out))
-    assert_one_clear_error(proc, 2, [str(out / "checkpoint.pt"), "Delete it to restart"])
+    code, errors = main_here(caplog, *train_cmd(study, out)[1:])
+    assert code == 2
+    assert_message(errors, [str(out / "checkpoint.pt"), "Delete it to restart"])
     assert not (out / "model.pt").exists()
 
 
@@ -415,16 +451,18 @@ def test_nonfinite_mid_run_names_quantity_epoch_step_and_keeps_checkpoint(
     assert_no_temporaries(out)
 
 
-def test_nan_in_phi_during_fit_exits_3(study, trained, tmp_path):
+def test_nan_in_phi_during_fit_exits_3(study, trained, tmp_path, caplog):
     blob = load_torch(trained["model"])
     key = next(k for k in blob["state_dict"] if k.startswith("alphas"))
     blob["state_dict"][key] = torch.full_like(blob["state_dict"][key], float("nan"))
     bad = tmp_path / "model.pt"
     torch.save(blob, bad)
     out = tmp_path / "fitted.nc"
-    proc = run([str(BIN / "inrroute"), "fit", "--config", str(trained["config"]), "--model",
-                str(bad), "--data", str(study["data"]), "--out", str(out)])  # fmt: skip
-    assert_one_clear_error(proc, 3, ["phi is not finite (NaN/Inf)", "images 0..", str(bad)])
+    code, errors = main_here(caplog, "fit", "--config", str(trained["config"]), "--model",
+                             str(bad), "--data", str(study["data"]), "--out", str(out),
+                             "--threads", "1", "--no-progress")  # fmt: skip
+    assert code == 3
+    assert_message(errors, ["phi is not finite (NaN/Inf)", "images 0..", str(bad)])
     assert not out.exists() and not list(tmp_path.glob(TEMP_GLOB))
 
 
@@ -457,7 +495,7 @@ def test_unstageable_dataset_says_how_to_stage_on_a_login_node(tmp_path, monkeyp
 
 def test_two_seeds_meta_train_at_once_into_their_own_folders(study, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "results",
-                       training={"epochs": 2, "batch_size": 16, "checkpoint_every": 2})  # fmt: skip
+                       training={"epochs": 1, "batch_size": 16, "checkpoint_every": 2})  # fmt: skip
     runs = {s: tmp_path / "results" / "digits" / f"seed{s}" / COMBO for s in (0, 1)}
     procs = {s: start(train_cmd(study, out, seed=s, config=cfg)) for s, out in runs.items()}
     for s, proc in procs.items():
@@ -470,7 +508,7 @@ def test_two_seeds_meta_train_at_once_into_their_own_folders(study, tmp_path):
         blob = load_torch(out / "model.pt")
         assert blob["meta"]["seed"] == s
         models[s] = blob["state_dict"]
-        assert list(read_csv(out / "train_log.csv")["epoch"]) == [0, 1]
+        assert list(read_csv(out / "train_log.csv")["epoch"]) == [0]
     assert not torch.equal(models[0]["siren.theta.0"], models[1]["siren.theta.0"])
 
 

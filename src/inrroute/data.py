@@ -134,7 +134,7 @@ def stage(
         try:
             keep = stratified_cap(raw.labels, cap, seed)
         except ValueError as exc:
-            raise ConfigError(f"config key 'caps.{name}.{split}': {exc}") from exc
+            raise ConfigError(f"caps.{name}.{split}: {exc}") from exc
         parts.append((split, raw.images[keep], raw.labels[keep]))
     images = np.concatenate([p[1] for p in parts])
     return xr.Dataset(

@@ -46,9 +46,7 @@ class MWT(nn.Module):
         self.combo, self.shape, self.depth = combo, shape, m.depth
         self.siren = SharedSiren(m, shape.channels, gen)
         steps = m.inner_steps * (cfg.factors.dense_multiplier if combo.dense_fit else 1)
-        self.alphas = init_alphas(
-            self.siren.theta, steps, m.alpha_init_low, m.alpha_init_high, gen
-        )
+        self.alphas = init_alphas(self.siren.theta, steps, m.alpha_init_low, m.alpha_init_high, gen)
         # The reader's own init draws from the global RNG (nn.Linear); seed it here so a
         # run is reproducible from (seed) alone.
         with torch.random.fork_rng(devices=[]):
@@ -63,6 +61,9 @@ class MWT(nn.Module):
                 bias_route_hidden=cfg.factors.bias_route_hidden,
             )
         self.register_buffer("coords", coordinate_grid(shape.height, shape.width), False)
+        # Inner-loop gradient: the hand-written SIREN backward (exact, faster) or, with
+        # False, torch.autograd.grad. Not part of the state dict.
+        self.analytic_inner_grad = True
 
     @property
     def inner_steps(self) -> int:
@@ -71,7 +72,15 @@ class MWT(nn.Module):
     def fit(self, images: Tensor, create_graph: bool) -> tuple[list[Tensor], Tensor]:
         """Inner loop on a batch of images in [-1, 1] -> (phi, targets)."""
         targets = images_to_targets(images)
-        return inner_loop(self.siren, self.alphas, self.coords, targets, create_graph), targets
+        phi = inner_loop(
+            self.siren,
+            self.alphas,
+            self.coords,
+            targets,
+            create_graph,
+            analytic=self.analytic_inner_grad,
+        )
+        return phi, targets
 
     def tokens(self, phi: list[Tensor]) -> Tensor:
         """(B, depth * width, width + 1) reader input."""

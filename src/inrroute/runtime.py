@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from .config import ConfigError
+
 log = logging.getLogger("inrroute")
 
 
@@ -25,7 +27,10 @@ def select_device(requested: str) -> torch.device:
         raise ValueError(f"device {requested!r} is not one of 'auto', 'cpu', 'cuda'")
     cuda = torch.cuda.is_available()
     if requested == "cuda" and not cuda:
-        raise RuntimeError("config device: 'cuda' was requested but no CUDA device is visible")
+        raise ConfigError(
+            "config key 'device' has value 'cuda' but no CUDA device is visible in this job; "
+            "allowed here: 'auto' or 'cpu' (or run the job on a GPU node)"
+        )
     device = torch.device("cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     log.info("device: %s (%s; requested %r)", device, name, requested)
