@@ -8,6 +8,7 @@ so a resumed run on CPU ends bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import time
@@ -24,6 +25,7 @@ from .data import ImageSet
 from .io import InputError, load_torch, remove_stale_temps, save_torch, write_csv
 from .model import MWT, ImageShape, training_step
 
+log = logging.getLogger("inrroute")
 LOG_COLUMNS = ["epoch", "loss", "ce", "mse", "cluster", "train_accuracy", "psnr", "lr", "seconds"]
 
 
@@ -188,6 +190,14 @@ def meta_train(
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         state = LoopState(**blob["loop"])
+        # Each attempt overwrites the rule log, so every attempt states whether it resumed.
+        log.info(
+            "resuming from %s at epoch %d, step %d of the epoch (global step %d)",
+            ckpt_path,
+            state.epoch,
+            state.step_in_epoch,
+            state.global_step,
+        )
 
     def checkpoint() -> None:
         save_torch(
@@ -217,7 +227,9 @@ def meta_train(
             order = epoch_order(n, seed, state.epoch)
             tick = time.perf_counter()
             while state.step_in_epoch < steps_per_epoch:
-                idx = order[state.step_in_epoch * t.batch_size : (state.step_in_epoch + 1) * t.batch_size]
+                idx = order[
+                    state.step_in_epoch * t.batch_size : (state.step_in_epoch + 1) * t.batch_size
+                ]
                 out = training_step(model, images[idx], labels[idx], cfg, autocast)
                 _check_finite(
                     {"loss": out.loss, "cross-entropy": out.ce, "reconstruction MSE": out.mse},

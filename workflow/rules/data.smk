@@ -17,7 +17,7 @@ rule stage:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute stage --config {params.config} --dataset {wildcards.dataset}"
+        "exec inrroute stage --config {params.config} --dataset {wildcards.dataset}"
         " --out {output} > {log} 2>&1"
 
 

@@ -18,5 +18,5 @@ rule fit:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute fit --config {params.config} --model {input.model} --data {input.data}"
+        "exec inrroute fit --config {params.config} --model {input.model} --data {input.data}"
         " --out {output} --threads {threads} --no-progress > {log} 2>&1"

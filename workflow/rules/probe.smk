@@ -17,5 +17,5 @@ rule geometry:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute geometry --config {params.config} --fitted {input} --out {output}"
+        "exec inrroute geometry --config {params.config} --fitted {input} --out {output}"
         " --threads {threads} > {log} 2>&1"

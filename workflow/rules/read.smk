@@ -18,7 +18,7 @@ rule read:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute read --config {params.config} --model {input.model} --fitted {input.fitted}"
+        "exec inrroute read --config {params.config} --model {input.model} --fitted {input.fitted}"
         " --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -42,7 +42,7 @@ rule fresh_reader:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute fresh-reader --config {params.config} --model {input.model}"
+        "exec inrroute fresh-reader --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -66,7 +66,7 @@ rule tokenflow:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute tokenflow --config {params.config} --model {input.model}"
+        "exec inrroute tokenflow --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -90,5 +90,5 @@ rule interventions:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute interventions --config {params.config} --model {input.model}"
+        "exec inrroute interventions --config {params.config} --model {input.model}"
         " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"

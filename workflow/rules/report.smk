@@ -29,7 +29,7 @@ rule figures:
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "inrroute figures --config {params.config} --summary {input.summary}"
+        "exec inrroute figures --config {params.config} --summary {input.summary}"
         " --stats-dir {params.stats_dir} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -56,7 +56,7 @@ rule reconstructions:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute reconstructions --config {params.config} --model {input.model}"
+        "exec inrroute reconstructions --config {params.config} --model {input.model}"
         " --data {input.data} --out {output} > {log} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule findings:
         config=RESOLVED_CONFIG,
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
     shell:
-        "inrroute findings --config {params.config} --summary {input.summary}"
+        "exec inrroute findings --config {params.config} --summary {input.summary}"
         " --stats-dir {params.stats_dir} --out {output} > {log} 2>&1"
 
 

@@ -24,7 +24,7 @@ rule aggregate:
     params:
         config=RESOLVED_CONFIG,
     shell:
-        "inrroute aggregate --config {params.config} --out {output} > {log} 2>&1"
+        "exec inrroute aggregate --config {params.config} --out {output} > {log} 2>&1"
 
 
 STATS_TABLES = [
@@ -56,5 +56,5 @@ rule stats:
         config=RESOLVED_CONFIG,
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "inrroute stats --config {params.config} --summary {input} --out-dir {params.out_dir}"
+        "exec inrroute stats --config {params.config} --summary {input} --out-dir {params.out_dir}"
         " > {log} 2>&1"

@@ -19,6 +19,6 @@ rule meta_train:
         config=RESOLVED_CONFIG,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "inrroute meta-train --config {params.config} --data {input.data}"
+        "exec inrroute meta-train --config {params.config} --data {input.data}"
         " --seed {wildcards.seed} --combination {wildcards.combo}"
         " --out-dir {params.out_dir} --threads {threads} --no-progress > {log} 2>&1"
