@@ -47,11 +47,15 @@ def test_column_controls_never_touch_the_bias_column():
 
 
 def test_run_interventions_dataset():
-    cfg = from_mapping({"model": {"width": 4, "depth": 1}, "reader": {"dim": 8, "depth": 1, "heads": 2}})
+    cfg = from_mapping(
+        {"model": {"width": 4, "depth": 1}, "reader": {"dim": 8, "depth": 1, "heads": 2}}
+    )
     model = MWT(cfg, Combination(), ImageShape(1, 8, 8), 10, seed=0)
     tokens = torch.randn(40, 4, 5) * 1e-3
     labels = np.arange(40) % 10
-    ds = run_interventions(model.reader, tokens, labels, draws=3, seed=0, device=torch.device("cpu"))
+    ds = run_interventions(
+        model.reader, tokens, labels, draws=3, seed=0, device=torch.device("cpu")
+    )
     assert list(ds["intervention"].values) == list(INTERVENTIONS)
     assert ds["control_accuracy"].shape == (2, 3)
     assert (ds["control_column"].values < 4).all()  # never the bias feature (index 4)

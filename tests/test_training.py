@@ -32,7 +32,9 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, train_set):
     combo = Combination()
     ref = meta_train(cfg, combo, 0, train_set, tmp_path / "ref", torch.device("cpu"), False)
     with pytest.raises(Interrupted):  # mid-epoch: 160 images / 32 = 5 steps per epoch
-        meta_train(cfg, combo, 0, train_set, tmp_path / "cut", torch.device("cpu"), False, max_steps=7)
+        meta_train(
+            cfg, combo, 0, train_set, tmp_path / "cut", torch.device("cpu"), False, max_steps=7
+        )
     assert (tmp_path / "cut" / "checkpoint.pt").exists()
     assert not (tmp_path / "cut" / "model.pt").exists()
     cut = meta_train(cfg, combo, 0, train_set, tmp_path / "cut", torch.device("cpu"), False)

@@ -16,13 +16,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def run(args, cwd, timeout=1200):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
 def test_dry_run(config, tmp_path):
     res = run(
-        SNAKEMAKE + ["-n", "--configfile", f"config/{config}", "--config", f"results_dir={tmp_path}"],
+        SNAKEMAKE
+        + ["-n", "--configfile", f"config/{config}", "--config", f"results_dir={tmp_path}"],
         ROOT,
     )
     assert res.returncode == 0, res.stderr[-3000:]
@@ -33,7 +36,9 @@ def test_default_study_dag_has_every_run(tmp_path):
     res = run(SNAKEMAKE + ["-n", "--config", f"results_dir={tmp_path}"], ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     counts = dict(
-        line.split()[:2] for line in res.stdout.splitlines() if line.split()[:1] and line.split()[0] in ("meta_train", "interventions")
+        line.split()[:2]
+        for line in res.stdout.splitlines()
+        if line.split()[:1] and line.split()[0] in ("meta_train", "interventions")
     )
     assert counts == {"meta_train": "48", "interventions": "48"}  # 16 combinations x 3 seeds
 
@@ -42,8 +47,16 @@ def test_default_study_dag_has_every_run(tmp_path):
 def smoke(tmp_path_factory):
     """The smoke study through the local profile, in a copy of the repository."""
     work = tmp_path_factory.mktemp("smoke") / "repo"
-    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "data"))
-    res = run(SNAKEMAKE + ["--profile", "profiles/local", "--configfile", "config/smoke.yaml", "--cores", "2"], work)
+    shutil.copytree(
+        ROOT,
+        work,
+        ignore=shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "data"),
+    )
+    res = run(
+        SNAKEMAKE
+        + ["--profile", "profiles/local", "--configfile", "config/smoke.yaml", "--cores", "2"],
+        work,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return work
 
@@ -52,13 +65,28 @@ def smoke(tmp_path_factory):
 def test_smoke_outputs(smoke):
     results = smoke / "results" / "smoke"
     run_dir = results / "digits" / "seed0" / "cluster0_route0_biasroute0_densefit0"
-    for name in ("model.pt", "train_log.csv", "fitted.nc", "reader.nc", "geometry.nc", "fresh_reader.nc", "tokenflow.nc", "interventions.nc"):
+    for name in (
+        "model.pt",
+        "train_log.csv",
+        "fitted.nc",
+        "reader.nc",
+        "geometry.nc",
+        "fresh_reader.nc",
+        "tokenflow.nc",
+        "interventions.nc",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     fitted = xr.open_dataset(run_dir / "fitted.nc")
     assert fitted["phi"].dims == ("sample", "layer", "neuron", "feature")
     assert fitted["phi"].shape[1:] == (1, 8, 9)  # depth 1, width 8, width + 1 features
     assert (fitted["split"].values == "test").sum() == 100
-    for fig in ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy", "reconstructions_digits"):
+    for fig in (
+        "tokenflow",
+        "interventions",
+        "interactions",
+        "geometry_vs_accuracy",
+        "reconstructions_digits",
+    ):
         assert (results / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     assert (results / "FINDINGS.md").read_text().startswith("# Findings")
     assert not list(results.rglob("*.tmp")), "a temporary file was left behind"

@@ -142,7 +142,9 @@ def cmd_fit(args):
     write_netcdf(ds, args.out)
 
 
-@command("read", "trained-reader accuracy, per class, confusion -> reader.nc", CONFIG, MODEL, FITTED, OUT)
+@command(
+    "read", "trained-reader accuracy, per class, confusion -> reader.nc", CONFIG, MODEL, FITTED, OUT
+)
 def cmd_read(args):
     from .fitting import tokens_of
     from .io import write_netcdf
@@ -157,10 +159,13 @@ def cmd_read(args):
     fitted = _fitted(args.fitted)
     tokens, labels = tokens_of(fitted, "test")
     ds = accuracy_dataset(predict(model.reader, tokens, device), labels.numpy(), meta["n_classes"])
-    ds["psnr"] = ((), float(fitted["psnr"].values[fitted["split"].values == "test"].mean()), {"units": "dB"})
+    ds["psnr"] = (
+        (),
+        float(fitted["psnr"].values[fitted["split"].values == "test"].mean()),
+        {"units": "dB"},
+    )
     write_netcdf(ds, args.out)
     log.info("trained-reader test accuracy %.4f", float(ds["accuracy"]))
-
 
 
 def _run_inputs(args, cfg):
@@ -186,13 +191,24 @@ def cmd_geometry(args):
     fitted = _fitted(args.fitted)
     (xtr, ytr), (xte, yte) = tokens_of(fitted, "train"), tokens_of(fitted, "test")
     metrics = geometry_metrics(
-        xtr.flatten(1).numpy(), ytr.numpy(), xte.flatten(1).numpy(), yte.numpy(),
-        k=cfg.probes.knn_k, seed=int(fitted.attrs["seed"]),
+        xtr.flatten(1).numpy(),
+        ytr.numpy(),
+        xte.flatten(1).numpy(),
+        yte.numpy(),
+        k=cfg.probes.knn_k,
+        seed=int(fitted.attrs["seed"]),
     )
     write_netcdf(xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()}), args.out)
 
 
-@command("fresh-reader", "train a fresh reader on frozen train phi -> fresh_reader.nc", CONFIG, MODEL, FITTED, OUT)
+@command(
+    "fresh-reader",
+    "train a fresh reader on frozen train phi -> fresh_reader.nc",
+    CONFIG,
+    MODEL,
+    FITTED,
+    OUT,
+)
 def cmd_fresh_reader(args):
     from .io import write_netcdf
     from .reading import accuracy_dataset, predict, train_fresh_reader
@@ -205,24 +221,37 @@ def cmd_fresh_reader(args):
     log.info("fresh-reader test accuracy %.4f", float(ds["accuracy"]))
 
 
-@command("tokenflow", "kNN consistency at every reader depth -> tokenflow.nc", CONFIG, MODEL, FITTED, OUT)
+@command(
+    "tokenflow", "kNN consistency at every reader depth -> tokenflow.nc", CONFIG, MODEL, FITTED, OUT
+)
 def cmd_tokenflow(args):
     from .io import write_netcdf
     from .reading import tokenflow_dataset
 
     cfg = _setup(args)
     device, model, _, _, _, (xte, yte) = _run_inputs(args, cfg)
-    write_netcdf(tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device), args.out)
+    write_netcdf(
+        tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device), args.out
+    )
 
 
-@command("interventions", "bias-column interventions with controls -> interventions.nc", CONFIG, MODEL, FITTED, OUT)
+@command(
+    "interventions",
+    "bias-column interventions with controls -> interventions.nc",
+    CONFIG,
+    MODEL,
+    FITTED,
+    OUT,
+)
 def cmd_interventions(args):
     from .interventions import run_interventions
     from .io import write_netcdf
 
     cfg = _setup(args)
     device, model, meta, _, _, (xte, yte) = _run_inputs(args, cfg)
-    ds = run_interventions(model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device)
+    ds = run_interventions(
+        model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device
+    )
     write_netcdf(ds, args.out)
 
 
@@ -251,7 +280,13 @@ def cmd_stats(args):
     write_tables(compute_all(ds, cfg.stats.bootstrap, cfg.stage_seed), args.out_dir)
 
 
-TABLES = ("anova", "cluster_effect", "geometry_correlation", "tokenflow_curve", "variants_vs_baseline")
+TABLES = (
+    "anova",
+    "cluster_effect",
+    "geometry_correlation",
+    "tokenflow_curve",
+    "variants_vs_baseline",
+)
 
 
 def _tables(stats_dir: str) -> dict:
@@ -312,8 +347,11 @@ def cmd_reconstructions(args):
         scores = psnr(pred, targets).numpy()
     recon = pred.transpose(1, 2).reshape(images.shape).clamp(-1, 1)
     fig = F.reconstructions_figure(
-        ((images + 1) / 2).numpy(), ((recon + 1) / 2).numpy(), test.labels[: args.count].numpy(),
-        scores, f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), {meta['combo']} seed {meta['seed']}",
+        ((images + 1) / 2).numpy(),
+        ((recon + 1) / 2).numpy(),
+        test.labels[: args.count].numpy(),
+        scores,
+        f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), {meta['combo']} seed {meta['seed']}",
     )
     F.save_figure(fig, args.out)
 
@@ -367,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, description=help_text)
         for flag, kwargs in arguments:
             p.add_argument(flag, **kwargs)
-        p.add_argument("--threads", type=int, default=None, help="torch threads (default: the job's CPUs)")
+        p.add_argument(
+            "--threads", type=int, default=None, help="torch threads (default: the job's CPUs)"
+        )
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

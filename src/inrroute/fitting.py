@@ -23,7 +23,9 @@ def fit_batches(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens (N, depth, width, width + 1) and PSNR (N,) for all images, batch by batch."""
     tokens, scores = [], []
-    for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="fit", unit="batch"):
+    for start in tqdm(
+        range(0, len(images), batch_size), disable=not progress, desc="fit", unit="batch"
+    ):
         batch = images[start : start + batch_size].to(device)
         phi, targets = model.fit(batch, create_graph=False)
         if not all(torch.isfinite(p).all() for p in phi):
@@ -40,7 +42,7 @@ def fit_batches(
 def fitted_dataset(
     tokens: torch.Tensor, psnrs: torch.Tensor, labels: np.ndarray, split: np.ndarray, meta: dict
 ) -> xr.Dataset:
-    n, depth, width, feat = tokens.shape
+    _, depth, _, feat = tokens.shape
     return xr.Dataset(
         {
             "phi": (("sample", "layer", "neuron", "feature"), tokens.numpy().astype(np.float32)),
@@ -60,7 +62,12 @@ def fitted_dataset(
 
 
 def fit_dataset(
-    model: MWT, staged: xr.Dataset, meta: dict, batch_size: int, device: torch.device, progress: bool
+    model: MWT,
+    staged: xr.Dataset,
+    meta: dict,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
 ) -> xr.Dataset:
     """Fit every train and test image of a staged dataset."""
     images = to_float(staged["images"].values)
@@ -73,4 +80,3 @@ def tokens_of(fitted: xr.Dataset, split: str) -> tuple[torch.Tensor, torch.Tenso
     mask = fitted["split"].values == split
     phi = torch.from_numpy(fitted["phi"].values[mask])
     return phi.flatten(1, 2), torch.from_numpy(fitted["label"].values[mask])
-

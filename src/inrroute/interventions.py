@@ -79,7 +79,8 @@ def run_interventions(
         return float((predict(reader, t, device) == labels).mean())
 
     accuracy = {
-        name: acc(fn(tokens)) for name, fn in bias_interventions(torch.randperm(n, generator=gen)).items()
+        name: acc(fn(tokens))
+        for name, fn in bias_interventions(torch.randperm(n, generator=gen)).items()
     }
     cols = torch.randint(0, features - 1, (draws,), generator=gen)  # never the bias column
     control = np.zeros((len(CONTROLS), draws))

@@ -20,7 +20,9 @@ from .reader import Reader
 
 
 @torch.no_grad()
-def predict(reader: Reader, tokens: torch.Tensor, device: torch.device, batch: int = 1024) -> np.ndarray:
+def predict(
+    reader: Reader, tokens: torch.Tensor, device: torch.device, batch: int = 1024
+) -> np.ndarray:
     reader.eval()
     out = [
         reader(tokens[i : i + batch].to(device)).argmax(1).cpu()
@@ -37,24 +39,49 @@ def accuracy_dataset(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> xr
     )
     return xr.Dataset(
         {
-            "accuracy": ((), float((pred == labels).mean()), {"units": "1", "long_name": "test accuracy of the trained reader"}),
+            "accuracy": (
+                (),
+                float((pred == labels).mean()),
+                {"units": "1", "long_name": "test accuracy of the trained reader"},
+            ),
             "per_class_accuracy": ("class", per_class, {"units": "1"}),
-            "confusion": (("true_class", "predicted_class"), conf, {"long_name": "test confusion counts"}),
+            "confusion": (
+                ("true_class", "predicted_class"),
+                conf,
+                {"long_name": "test confusion counts"},
+            ),
         },
-        coords={"class": np.arange(n_classes), "true_class": np.arange(n_classes), "predicted_class": np.arange(n_classes)},
+        coords={
+            "class": np.arange(n_classes),
+            "true_class": np.arange(n_classes),
+            "predicted_class": np.arange(n_classes),
+        },
     )
 
 
-def tokenflow_dataset(reader: Reader, tokens: torch.Tensor, labels: np.ndarray, k: int, device: torch.device) -> xr.Dataset:
+def tokenflow_dataset(
+    reader: Reader, tokens: torch.Tensor, labels: np.ndarray, k: int, device: torch.device
+) -> xr.Dataset:
     """kNN class consistency of the pooled representation at every reader depth."""
     reader.eval()
     reps = [[] for _ in reader.depth_names()]
     for i in range(0, len(tokens), 1024):
-        for slot, rep in zip(reps, reader.depth_representations(tokens[i : i + 1024].to(device)), strict=True):
+        for slot, rep in zip(
+            reps, reader.depth_representations(tokens[i : i + 1024].to(device)), strict=True
+        ):
             slot.append(rep.float().cpu())
     values = [knn_consistency(torch.cat(r).numpy(), labels, k=k) for r in reps]
     return xr.Dataset(
-        {"knn_consistency": ("depth", np.array(values), {"units": "1", "long_name": f"kNN class consistency (k={k}, cosine) of the pooled representation"})},
+        {
+            "knn_consistency": (
+                "depth",
+                np.array(values),
+                {
+                    "units": "1",
+                    "long_name": f"kNN class consistency (k={k}, cosine) of the pooled representation",
+                },
+            )
+        },
         coords={"depth": reader.depth_names(), "depth_index": ("depth", np.arange(len(values)))},
     )
 

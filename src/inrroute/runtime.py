@@ -31,7 +31,9 @@ def select_device(requested: str) -> torch.device:
             "config key 'device' has value 'cuda' but no CUDA device is visible in this job; "
             "allowed here: 'auto' or 'cpu' (or run the job on a GPU node)"
         )
-    device = torch.device("cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu")
+    device = torch.device(
+        "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
+    )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     log.info("device: %s (%s; requested %r)", device, name, requested)
     return device

@@ -20,14 +20,23 @@ RUN_FILES = ("reader.nc", "geometry.nc", "fresh_reader.nc", "tokenflow.nc", "int
 ATTRS = {
     "reader_accuracy": ("1", "test accuracy of the trained reader"),
     "psnr": ("dB", "mean test PSNR of the per-image SIREN fits, on [0, 1]"),
-    "knn_consistency": ("1", "kNN class consistency of test phi (k nearest, cosine, leave-one-out)"),
+    "knn_consistency": (
+        "1",
+        "kNN class consistency of test phi (k nearest, cosine, leave-one-out)",
+    ),
     "knn_accuracy": ("1", "kNN leave-one-out majority-vote accuracy of test phi"),
     "ncm_accuracy": ("1", "nearest-class-mean accuracy (train means, cosine) on test phi"),
-    "linear_probe_accuracy": ("1", "logistic-regression probe fitted on train phi, scored on test phi"),
+    "linear_probe_accuracy": (
+        "1",
+        "logistic-regression probe fitted on train phi, scored on test phi",
+    ),
     "silhouette": ("1", "silhouette score (cosine) of test phi by class"),
     "fisher_ratio": ("1", "trace(S_between) / trace(S_within) of test phi"),
     "fresh_reader_accuracy": ("1", "test accuracy of a fresh reader trained on frozen train phi"),
-    "tokenflow_consistency": ("1", "kNN class consistency of the reader's pooled representation per depth"),
+    "tokenflow_consistency": (
+        "1",
+        "kNN class consistency of the reader's pooled representation per depth",
+    ),
     "intervention_accuracy": ("1", "trained-reader test accuracy under a bias-column intervention"),
     "per_class_accuracy": ("1", "trained-reader test accuracy per class"),
 }
@@ -59,7 +68,10 @@ def gather(cfg: StudyConfig) -> xr.Dataset:
     classes = read_netcdf(first / "reader.nc")["class"].values
     grid = {"dataset": list(cfg.datasets), "seed": list(cfg.seeds), **levels}
     shape = tuple(len(v) for v in grid.values())
-    scalars = {k: np.full(shape, np.nan) for k in ("reader_accuracy", "psnr", *GEOMETRY, "fresh_reader_accuracy")}
+    scalars = {
+        k: np.full(shape, np.nan)
+        for k in ("reader_accuracy", "psnr", *GEOMETRY, "fresh_reader_accuracy")
+    }
     tokenflow = np.full(shape + (len(depths),), np.nan)
     interv = np.full(shape + (len(interventions),), np.nan)
     per_class = np.full(shape + (len(classes),), np.nan)
@@ -77,9 +89,19 @@ def gather(cfg: StudyConfig) -> xr.Dataset:
                 scalars["psnr"][at] = float(reader["psnr"])
                 for g in GEOMETRY:
                     scalars[g][at] = float(geometry[g])
-                scalars["fresh_reader_accuracy"][at] = float(read_netcdf(rd / "fresh_reader.nc", remedy)["accuracy"])
-                tokenflow[at] = read_netcdf(rd / "tokenflow.nc", remedy)["knn_consistency"].sel(depth=depths).values
-                interv[at] = read_netcdf(rd / "interventions.nc", remedy)["accuracy"].sel(intervention=interventions).values
+                scalars["fresh_reader_accuracy"][at] = float(
+                    read_netcdf(rd / "fresh_reader.nc", remedy)["accuracy"]
+                )
+                tokenflow[at] = (
+                    read_netcdf(rd / "tokenflow.nc", remedy)["knn_consistency"]
+                    .sel(depth=depths)
+                    .values
+                )
+                interv[at] = (
+                    read_netcdf(rd / "interventions.nc", remedy)["accuracy"]
+                    .sel(intervention=interventions)
+                    .values
+                )
                 per_class[at] = reader["per_class_accuracy"].values
                 ran[at] = True
     dims = tuple(grid)
@@ -88,7 +110,9 @@ def gather(cfg: StudyConfig) -> xr.Dataset:
     data["intervention_accuracy"] = (dims + ("intervention",), interv)
     data["per_class_accuracy"] = (dims + ("class",), per_class)
     data["ran"] = (dims, ran, {"long_name": "this combination was run (others are NaN by design)"})
-    ds = xr.Dataset(data, coords={**grid, "depth": depths, "intervention": interventions, "class": classes})
+    ds = xr.Dataset(
+        data, coords={**grid, "depth": depths, "intervention": interventions, "class": classes}
+    )
     for name, (units, long_name) in ATTRS.items():
         ds[name].attrs.update(units=units, long_name=long_name)
     ds.attrs["config"] = cfg.to_json()
