@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from sklearn.model_selection import train_test_split
 
 from .config import ConfigError
 
@@ -37,6 +36,7 @@ class RawSplit:
 def load_digits_raw(seed: int) -> tuple[RawSplit, RawSplit]:
     """scikit-learn's bundled 8x8 digits, stratified 75/25 split."""
     from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     # The pixel values are 0..16; rescale to the 0..255 of every other set.
@@ -106,6 +106,8 @@ def load_torchvision_raw(name: str, root: str | os.PathLike) -> tuple[RawSplit, 
 
 def stratified_cap(labels: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
     """Indices of a stratified subset of at most ``cap`` samples (sorted), reproducible."""
+    from sklearn.model_selection import train_test_split  # here: it costs seconds to import
+
     n = len(labels)
     if cap is None or cap >= n:
         if cap is not None and cap > n:

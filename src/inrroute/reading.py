@@ -11,11 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import xarray as xr
-from sklearn.metrics import confusion_matrix
 
 from .config import StudyConfig
 from .model import MWT
-from .probes import knn_consistency
 from .reader import Reader
 
 
@@ -33,7 +31,9 @@ def predict(
 
 def accuracy_dataset(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> xr.Dataset:
     """reader.nc: accuracy, per-class accuracy, confusion matrix (rows: true class)."""
-    conf = confusion_matrix(labels, pred, labels=np.arange(n_classes))
+    conf = np.bincount(labels * n_classes + pred, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
     per_class = np.divide(
         conf.diagonal(), conf.sum(1), out=np.full(n_classes, np.nan), where=conf.sum(1) > 0
     )
@@ -63,6 +63,8 @@ def tokenflow_dataset(
     reader: Reader, tokens: torch.Tensor, labels: np.ndarray, k: int, device: torch.device
 ) -> xr.Dataset:
     """kNN class consistency of the pooled representation at every reader depth."""
+    from .probes import knn_consistency  # scikit-learn: imported only by the stage that needs it
+
     reader.eval()
     reps = [[] for _ in reader.depth_names()]
     for i in range(0, len(tokens), 1024):
