@@ -67,7 +67,7 @@ def training_step(
         tokens.append(tokens_one(model, phi))
     tokens_b, mse = torch.stack(tokens), torch.stack(mses)
     logits = model.reader(scale_grad(tokens_b, cfg.training.cls_loss_weight))
-    ce = F.cross_entropy(logits, labels)
+    ce = F.cross_entropy(logits.float(), labels)  # as the package: CE in float32
     loss = ce + mse.mean()
     cluster = tokens_b.new_zeros(())
     if model.combo.cluster:

@@ -174,8 +174,8 @@ def mse_grads(
         # dW[i] = da[i]^T h_in[i]; h_in is shared (2-D) for the coordinates and at phi = 0.
         if h_in.dim() == 3:
             dw = torch.bmm(da.transpose(1, 2), h_in)
-        else:
-            dw = torch.matmul(da.transpose(1, 2), h_in)
+        else:  # as (h_in^T da)^T: no copy of the transposed da
+            dw = torch.matmul(h_in.T, da).transpose(1, 2).contiguous()
         db = da.sum(dim=1)
         if layer:
             dh = torch.matmul(da, params[2 * layer])
