@@ -1,8 +1,8 @@
 """Benchmark suite: the fast hot path against the straightforward reference, in one run.
 
-    python benchmarks/run.py --out bench.md            # all of it, machine threads (~25 min)
-    python benchmarks/run.py --threads 1 --out b1.md   # as the workflow's jobs run (threads: 1)
-    python benchmarks/run.py --quick                   # smoke pass, a minute, numbers rough
+    python benchmarks/run.py --threads 1 --out b1.md   # as the workflow's jobs run (~20 min)
+    python benchmarks/run.py --out b2.md               # the job's CPUs (~30 min on 2 cores)
+    python benchmarks/run.py --quick                   # smoke pass, a few minutes, rough
 
 Not part of the test suite. Every implementation lives in its own worker process
 (``--serve``), so its peak memory (``ru_maxrss``) is its own; the workers of one
@@ -37,6 +37,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -353,13 +354,19 @@ def run_all(args) -> str:
 
     dry = {}
     snakemake = Path(sys.executable).with_name("snakemake")
-    for conf in ("config/config.yaml", "config/paper.yaml"):
-        if (ROOT / conf).exists():
-            dry[conf] = time_command([str(snakemake), "-n", "-q", "--nolock", "--configfile", conf])
+    # A scratch results_dir: the full study's DAG, untouched by (and not locked against)
+    # a study that may be running in results/ right now.
+    with tempfile.TemporaryDirectory(prefix="inrroute-dryrun-") as scratch:
+        for conf in ("config/config.yaml", "config/paper.yaml"):
+            if (ROOT / conf).exists():
+                dry[conf] = time_command(
+                    [str(snakemake), "-n", "-q", "--nolock", "--configfile", conf]
+                    + ["--config", f"results_dir={scratch}/{Path(conf).stem}"]
+                )
 
     dirty = git("status", "--porcelain", "--untracked-files=no")
     lines = [
-        f"## Performance: fast path versus reference, {threads} torch thread(s)",
+        f"### Measured run: {threads} torch thread(s)",
         "",
         f"- commit: `{git('rev-parse', '--short', 'HEAD')}`"
         + (" (plus uncommitted changes)" if dirty else ""),
@@ -382,7 +389,7 @@ def run_all(args) -> str:
         "that process; peak - base subtracts its RSS before the model was built",
         "(interpreter, torch, imports), i.e. the memory of the model and its step.",
         "",
-        "### Meta-train step (inner loop with create_graph, reader, backward, clip, AdamW)",
+        "#### Meta-train step (inner loop with create_graph, reader, backward, clip, AdamW)",
         "",
         *step_table(step_rows, sizes),
         "",
@@ -396,11 +403,11 @@ def run_all(args) -> str:
         )
         + ".",
         "",
-        "### SIREN part of the step alone (inner loop, reconstruction, token term; backward)",
+        "#### SIREN part of the step alone (inner loop, reconstruction, token term; backward)",
         "",
         *step_table(inner_rows, sizes),
         "",
-        "### Fit throughput (fashion size, first-order inner loop + PSNR, as `inrroute fit`)",
+        "#### Fit throughput (fashion size, first-order inner loop + PSNR, as `inrroute fit`)",
         "",
         "| implementation | images/s | ratio vs reference | peak RSS (MB) |",
         "|---|---:|---:|---:|",
@@ -413,7 +420,7 @@ def run_all(args) -> str:
         )
     lines += [
         "",
-        "### Reader throughput (inference, eval mode)",
+        "#### Reader throughput (inference, eval mode)",
         "",
         "| size | batch | images/s |",
         "|---|---:|---:|",
@@ -422,12 +429,12 @@ def run_all(args) -> str:
             for s, r in reader_rows.items()
         ),
         "",
-        "### Workflow",
+        "#### Workflow",
         "",
         "| command | wall (s) |",
         "|---|---:|",
         *(
-            f"| `snakemake -n -q --nolock --configfile {conf}` | "
+            f"| `snakemake -n -q --nolock --configfile {conf} --config results_dir=SCRATCH` | "
             + (f"{t:.1f}" if t is not None else "failed")
             + " |"
             for conf, t in dry.items()
