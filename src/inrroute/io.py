@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +64,30 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
         ds.to_netcdf(tmp, engine="netcdf4")
 
 
-def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
-    """Load a netCDF file fully into memory, or raise InputError naming the file."""
+def _read_checked(
+    path: str | os.PathLike, kind: str, load: Callable[[Path], Any], remedy: str
+) -> Any:
+    """Run ``load(path)``; a missing or damaged file becomes one InputError naming it."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist. {remedy}".strip())
     try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            return ds.load()
-    except Exception as exc:  # netCDF4/HDF5 raise many types for damaged files
+        return load(path)
+    except Exception as exc:  # each format raises many types for damaged files
         raise InputError(
-            f"{path} is truncated or not a valid netCDF file ({type(exc).__name__}: {exc}). "
+            f"{path} is truncated or not a valid {kind} ({type(exc).__name__}: {exc}). "
             f"Delete it and re-run the step that makes it. {remedy}".strip()
         ) from exc
+
+
+def _load_netcdf(path: Path) -> xr.Dataset:
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
+    """Load a netCDF file fully into memory, or raise InputError naming the file."""
+    return _read_checked(path, "netCDF file", _load_netcdf, remedy)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -86,16 +97,7 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def read_csv(path: str | os.PathLike, remedy: str = "") -> pd.DataFrame:
     """Load a CSV table, or raise InputError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist. {remedy}".strip())
-    try:
-        return pd.read_csv(path)
-    except Exception as exc:  # empty, truncated mid-quote, not text
-        raise InputError(
-            f"{path} is truncated or not a valid CSV file ({type(exc).__name__}: {exc}). "
-            f"Delete it and re-run the step that makes it. {remedy}".strip()
-        ) from exc
+    return _read_checked(path, "CSV file", pd.read_csv, remedy)
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
@@ -104,16 +106,9 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_torch(path: str | os.PathLike, remedy: str = "") -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist. {remedy}".strip())
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise InputError(
-            f"{path} is truncated or not a valid checkpoint ({type(exc).__name__}: {exc}). "
-            f"Delete it and re-run the step that makes it. {remedy}".strip()
-        ) from exc
+    return _read_checked(
+        path, "checkpoint", lambda p: torch.load(p, map_location="cpu", weights_only=False), remedy
+    )
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
