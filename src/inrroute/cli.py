@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .config import StudyConfig, load_config
@@ -27,17 +27,41 @@ def command(name: str, help_text: str, *args: tuple[str, dict]):
 
 CONFIG = ("--config", {"required": True, "help": "study config YAML (validated)"})
 MODEL = ("--model", {"required": True, "help": "trained model.pt"})
-FITTED = ("--fitted", {"required": True, "help": "fitted.nc of the same run"})
 OUT = ("--out", {"required": True, "help": "output file"})
+# Per-run stages take several runs in one process (Snakemake gives them all seeds of a
+# combination), so each job pays Python's and torch's start-up once, not once per seed.
+# The lists pair up by position: the i-th --model, --fitted and --out are one run.
+MODELS = ("--model", {"required": True, "nargs": "+", "help": "trained model.pt of each run"})
+FITTEDS = ("--fitted", {"required": True, "nargs": "+", "help": "fitted.nc of each run"})
+OUTS = ("--out", {"required": True, "nargs": "+", "help": "output file of each run"})
+PER_RUN = ("model", "fitted", "out")
 PROGRESS = ("--no-progress", {"action": "store_true", "help": "hide the progress bar"})
 
 
-def _setup(args: argparse.Namespace) -> StudyConfig:
+def _setup(args: argparse.Namespace, torch: bool = True) -> StudyConfig:
     from .runtime import configure_threads
 
     cfg = load_config(args.config)
-    configure_threads(getattr(args, "threads", None) or cfg.training.threads)
+    configure_threads(getattr(args, "threads", None) or cfg.training.threads, torch=torch)
     return cfg
+
+
+def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
+    """One namespace per run, each with a single --model / --fitted / --out path."""
+    lists = {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+    n = len(lists["out"])
+    for i in range(n):
+        run = argparse.Namespace(**{**vars(args), **{k: v[i] for k, v in lists.items()}})
+        if n > 1:
+            log.info("run %d of %d -> %s", i + 1, n, run.out)
+        yield run
+
+
+def _check_pairing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    lengths = {f"--{k}": len(v) for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{flag}: {n} files" for flag, n in lengths.items())
+        parser.error(f"give one file per run to each of {', '.join(lengths)} ({given})")
 
 
 @command(
@@ -116,9 +140,9 @@ def cmd_meta_train(args):
     "fit",
     "fit one SIREN per train and test image with a trained model -> fitted.nc",
     CONFIG,
-    MODEL,
+    MODELS,
     ("--data", {"required": True, "help": "staged dataset .nc"}),
-    OUT,
+    OUTS,
     PROGRESS,
 )
 def cmd_fit(args):
@@ -129,43 +153,45 @@ def cmd_fit(args):
 
     cfg = _setup(args)
     device = select_device(cfg.device)
-    model, meta = load_model(args.model, device)
     staged = _staged(args.data)
-    try:
-        ds = fit_dataset(model, staged, meta, cfg.fit.batch_size, device, not args.no_progress)
-    except FloatingPointError as exc:
-        raise FloatingPointError(
-            f"{exc} (model {args.model}, data {args.data}); nothing was written. Check the "
-            "run's train_log.csv, then re-run its meta_train rule with a lower training.lr "
-            "or model.alpha_init_high."
-        ) from exc
-    write_netcdf(ds, args.out)
+    for run in _runs(args):
+        model, meta = load_model(run.model, device)
+        try:
+            ds = fit_dataset(model, staged, meta, cfg.fit.batch_size, device, not args.no_progress)
+        except FloatingPointError as exc:
+            raise FloatingPointError(
+                f"{exc} (model {run.model}, data {args.data}); {run.out} was not written. "
+                "Check the run's train_log.csv, then re-run its meta_train rule with a lower "
+                "training.lr or model.alpha_init_high."
+            ) from exc
+        write_netcdf(ds, run.out)
 
 
 @command(
-    "read", "trained-reader accuracy, per class, confusion -> reader.nc", CONFIG, MODEL, FITTED, OUT
+    "read",
+    "trained-reader accuracy, per class, confusion -> reader.nc",
+    CONFIG,
+    MODELS,
+    FITTEDS,
+    OUTS,
 )
 def cmd_read(args):
-    from .fitting import tokens_of
     from .io import write_netcdf
     from .reading import accuracy_dataset, predict
-    from .runtime import select_device
 
     cfg = _setup(args)
-    device = select_device(cfg.device)
-    from .training import load_model
-
-    model, meta = load_model(args.model, device)
-    fitted = _fitted(args.fitted)
-    tokens, labels = tokens_of(fitted, "test")
-    ds = accuracy_dataset(predict(model.reader, tokens, device), labels.numpy(), meta["n_classes"])
-    ds["psnr"] = (
-        (),
-        float(fitted["psnr"].values[fitted["split"].values == "test"].mean()),
-        {"units": "dB"},
-    )
-    write_netcdf(ds, args.out)
-    log.info("trained-reader test accuracy %.4f", float(ds["accuracy"]))
+    for run in _runs(args):
+        device, model, meta, fitted, _, (tokens, labels) = _run_inputs(run, cfg)
+        ds = accuracy_dataset(
+            predict(model.reader, tokens, device), labels.numpy(), meta["n_classes"]
+        )
+        ds["psnr"] = (
+            (),
+            float(fitted["psnr"].values[fitted["split"].values == "test"].mean()),
+            {"units": "dB"},
+        )
+        write_netcdf(ds, run.out)
+        log.info("trained-reader test accuracy %.4f", float(ds["accuracy"]))
 
 
 def _run_inputs(args, cfg):
@@ -179,80 +205,88 @@ def _run_inputs(args, cfg):
     return device, model, meta, fitted, tokens_of(fitted, "train"), tokens_of(fitted, "test")
 
 
-@command("geometry", "geometry probes of the exposed phi -> geometry.nc", CONFIG, FITTED, OUT)
+@command("geometry", "geometry probes of the exposed phi -> geometry.nc", CONFIG, FITTEDS, OUTS)
 def cmd_geometry(args):
     import xarray as xr
 
-    from .fitting import tokens_of
-    from .io import write_netcdf
+    from .io import fitted_split, write_netcdf
     from .probes import geometry_metrics
 
-    cfg = _setup(args)
-    fitted = _fitted(args.fitted)
-    (xtr, ytr), (xte, yte) = tokens_of(fitted, "train"), tokens_of(fitted, "test")
-    metrics = geometry_metrics(
-        xtr.flatten(1).numpy(),
-        ytr.numpy(),
-        xte.flatten(1).numpy(),
-        yte.numpy(),
-        k=cfg.probes.knn_k,
-        seed=int(fitted.attrs["seed"]),
-    )
-    write_netcdf(xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()}), args.out)
+    cfg = _setup(args, torch=False)  # numpy and scikit-learn only: no torch start-up
+    for run in _runs(args):
+        fitted = _fitted(run.fitted)
+        (xtr, ytr), (xte, yte) = fitted_split(fitted, "train"), fitted_split(fitted, "test")
+        metrics = geometry_metrics(
+            xtr.reshape(len(xtr), -1),
+            ytr,
+            xte.reshape(len(xte), -1),
+            yte,
+            k=cfg.probes.knn_k,
+            seed=int(fitted.attrs["seed"]),
+        )
+        ds = xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()})
+        write_netcdf(ds, run.out)
 
 
 @command(
     "fresh-reader",
     "train a fresh reader on frozen train phi -> fresh_reader.nc",
     CONFIG,
-    MODEL,
-    FITTED,
-    OUT,
+    MODELS,
+    FITTEDS,
+    OUTS,
 )
 def cmd_fresh_reader(args):
     from .io import write_netcdf
     from .reading import accuracy_dataset, predict, train_fresh_reader
 
     cfg = _setup(args)
-    device, model, meta, _, (xtr, ytr), (xte, yte) = _run_inputs(args, cfg)
-    reader = train_fresh_reader(model, cfg, xtr, ytr, meta["seed"], device)
-    ds = accuracy_dataset(predict(reader, xte, device), yte.numpy(), meta["n_classes"])
-    write_netcdf(ds, args.out)
-    log.info("fresh-reader test accuracy %.4f", float(ds["accuracy"]))
+    for run in _runs(args):
+        device, model, meta, _, (xtr, ytr), (xte, yte) = _run_inputs(run, cfg)
+        reader = train_fresh_reader(model, cfg, xtr, ytr, meta["seed"], device)
+        ds = accuracy_dataset(predict(reader, xte, device), yte.numpy(), meta["n_classes"])
+        write_netcdf(ds, run.out)
+        log.info("fresh-reader test accuracy %.4f", float(ds["accuracy"]))
 
 
 @command(
-    "tokenflow", "kNN consistency at every reader depth -> tokenflow.nc", CONFIG, MODEL, FITTED, OUT
+    "tokenflow",
+    "kNN consistency at every reader depth -> tokenflow.nc",
+    CONFIG,
+    MODELS,
+    FITTEDS,
+    OUTS,
 )
 def cmd_tokenflow(args):
     from .io import write_netcdf
     from .reading import tokenflow_dataset
 
     cfg = _setup(args)
-    device, model, _, _, _, (xte, yte) = _run_inputs(args, cfg)
-    write_netcdf(
-        tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device), args.out
-    )
+    for run in _runs(args):
+        device, model, _, _, _, (xte, yte) = _run_inputs(run, cfg)
+        ds = tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device)
+        write_netcdf(ds, run.out)
 
 
 @command(
     "interventions",
     "bias-column interventions with controls -> interventions.nc",
     CONFIG,
-    MODEL,
-    FITTED,
-    OUT,
+    MODELS,
+    FITTEDS,
+    OUTS,
 )
 def cmd_interventions(args):
     from .interventions import run_interventions
     from .io import write_netcdf
 
     cfg = _setup(args)
-    device, model, meta, _, _, (xte, yte) = _run_inputs(args, cfg)
-    ds = run_interventions(
-        model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device
-    )
-    write_netcdf(ds, args.out)
+    for run in _runs(args):
+        device, model, meta, _, _, (xte, yte) = _run_inputs(run, cfg)
+        ds = run_interventions(
+            model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device
+        )
+        write_netcdf(ds, run.out)
 
 
 @command("aggregate", "gather every run's outputs into summary.nc", CONFIG, OUT)
@@ -408,8 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--threads", type=int, default=None, help="torch threads (default: the job's CPUs)"
         )
-        p.set_defaults(func=fn)
+        p.set_defaults(func=fn, parser=p)
     args = parser.parse_args(argv)
+    _check_pairing(args, args.parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         args.func(args)

@@ -14,6 +14,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from .data import to_float
+from .io import fitted_split
 from .model import MWT
 from .siren import phi_to_tokens, psnr
 
@@ -77,6 +78,5 @@ def fit_dataset(
 
 def tokens_of(fitted: xr.Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Reader input (n, layer*neuron, feature) and labels of one split of ``fitted.nc``."""
-    mask = fitted["split"].values == split
-    phi = torch.from_numpy(fitted["phi"].values[mask])
-    return phi.flatten(1, 2), torch.from_numpy(fitted["label"].values[mask])
+    phi, labels = fitted_split(fitted, split)
+    return torch.from_numpy(phi), torch.from_numpy(labels)

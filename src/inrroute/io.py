@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
 
@@ -100,12 +100,25 @@ def read_csv(path: str | os.PathLike, remedy: str = "") -> pd.DataFrame:
     return _read_checked(path, "CSV file", pd.read_csv, remedy)
 
 
+def fitted_split(fitted: xr.Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens (n, layer * neuron, feature) and labels of one split of ``fitted.nc``."""
+    mask = fitted["split"].values == split
+    phi = fitted["phi"].values[mask]
+    return phi.reshape(len(phi), -1, phi.shape[-1]), fitted["label"].values[mask]
+
+
+# torch is imported where it is used, so stages without it (geometry, statistics,
+# figures) do not pay its start-up time.
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def load_torch(path: str | os.PathLike, remedy: str = "") -> Any:
+    import torch
+
     return _read_checked(
         path, "checkpoint", lambda p: torch.load(p, map_location="cpu", weights_only=False), remedy
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("inrroute")
 
@@ -23,6 +25,8 @@ def job_cpus() -> int:
 
 def select_device(requested: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
     if requested not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device {requested!r} is not one of 'auto', 'cpu', 'cuda'")
     cuda = torch.cuda.is_available()
@@ -39,9 +43,20 @@ def select_device(requested: str) -> torch.device:
     return device
 
 
-def configure_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads to the config value or the job's CPUs; return it."""
+def configure_threads(threads: int | None, torch: bool = True) -> int:
+    """Set the compute threads to the config value or the job's CPUs; return the number.
+
+    ``torch=True``: torch's intra-op threads. ``False`` (stages without torch, whose
+    start-up it would only slow): the BLAS/OpenMP pools numpy and scikit-learn use.
+    """
     n = threads or job_cpus()
-    torch.set_num_threads(n)
-    log.info("torch threads: %d", n)
+    if torch:
+        import torch as _torch
+
+        _torch.set_num_threads(n)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+    log.info("%s threads: %d", "torch" if torch else "BLAS/OpenMP", n)
     return n

@@ -35,6 +35,16 @@ def run_files(name):
     return expand(f"{RUN}/{name}", dataset=DATASETS, seed=SEEDS, combo=COMBOS)
 
 
+def seed_files(name):
+    """One file of every seed of one (dataset, combination), with those two wildcards left.
+
+    The per-run stages after meta-training (fit, read and the diagnostics) handle all seeds
+    of a combination in one job: the files stay one per run, but torch's start-up is paid
+    once per job, which on a small machine costs more than the stage itself.
+    """
+    return expand(f"{RUN}/{name}", seed=SEEDS, allow_missing=True)
+
+
 def scaled(base):
     """A resource that grows with each retry (attempt 1, 2, ...)."""
     return lambda wildcards, attempt: base * attempt

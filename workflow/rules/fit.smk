@@ -1,20 +1,20 @@
 rule fit:
     input:
-        model=f"{RUN}/model.pt",
+        model=seed_files("model.pt"),
         data=f"{RESULTS}/data/{{dataset}}.nc",
     output:
-        f"{RUN}/fitted.nc",
+        seed_files("fitted.nc"),
     log:
-        "logs/fit/{dataset}/seed{seed}/{combo}.log",
+        "logs/fit/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fit/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/fit/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(30),
+        runtime=scaled(30 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:

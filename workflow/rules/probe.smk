@@ -1,19 +1,19 @@
 # CPU-only geometry probes of the exposed weights (no reader involved).
 rule geometry:
     input:
-        f"{RUN}/fitted.nc",
+        seed_files("fitted.nc"),
     output:
-        f"{RUN}/geometry.nc",
+        seed_files("geometry.nc"),
     log:
-        "logs/geometry/{dataset}/seed{seed}/{combo}.log",
+        "logs/geometry/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/geometry/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/geometry/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(15),
+        runtime=scaled(15 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:

@@ -1,20 +1,20 @@
 rule read:
     input:
-        model=f"{RUN}/model.pt",
-        fitted=f"{RUN}/fitted.nc",
+        model=seed_files("model.pt"),
+        fitted=seed_files("fitted.nc"),
     output:
-        f"{RUN}/reader.nc",
+        seed_files("reader.nc"),
     log:
-        "logs/read/{dataset}/seed{seed}/{combo}.log",
+        "logs/read/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/read/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/read/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15),
+        runtime=scaled(15 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -24,21 +24,21 @@ rule read:
 
 rule fresh_reader:
     input:
-        model=f"{RUN}/model.pt",
-        fitted=f"{RUN}/fitted.nc",
+        model=seed_files("model.pt"),
+        fitted=seed_files("fitted.nc"),
     output:
-        f"{RUN}/fresh_reader.nc",
+        seed_files("fresh_reader.nc"),
     log:
-        "logs/fresh_reader/{dataset}/seed{seed}/{combo}.log",
+        "logs/fresh_reader/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fresh_reader/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/fresh_reader/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(60),
+        runtime=scaled(60 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -48,21 +48,21 @@ rule fresh_reader:
 
 rule tokenflow:
     input:
-        model=f"{RUN}/model.pt",
-        fitted=f"{RUN}/fitted.nc",
+        model=seed_files("model.pt"),
+        fitted=seed_files("fitted.nc"),
     output:
-        f"{RUN}/tokenflow.nc",
+        seed_files("tokenflow.nc"),
     log:
-        "logs/tokenflow/{dataset}/seed{seed}/{combo}.log",
+        "logs/tokenflow/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tokenflow/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/tokenflow/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15),
+        runtime=scaled(15 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -72,21 +72,21 @@ rule tokenflow:
 
 rule interventions:
     input:
-        model=f"{RUN}/model.pt",
-        fitted=f"{RUN}/fitted.nc",
+        model=seed_files("model.pt"),
+        fitted=seed_files("fitted.nc"),
     output:
-        f"{RUN}/interventions.nc",
+        seed_files("interventions.nc"),
     log:
-        "logs/interventions/{dataset}/seed{seed}/{combo}.log",
+        "logs/interventions/{dataset}/{combo}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/interventions/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/interventions/{{dataset}}/{{combo}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15),
+        runtime=scaled(15 * len(SEEDS)),
     params:
         config=RESOLVED_CONFIG,
     shell:
