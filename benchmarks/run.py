@@ -45,16 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _size(width, depth, k, rdim, rdepth, heads, batch, side, rounds):
+def _size(width, depth, k, rdim, rdepth, heads, batch, side, rounds, mlp=2.0):
     return {
         "width": width, "depth": depth, "K": k, "rdim": rdim, "rdepth": rdepth,
-        "heads": heads, "batch": batch, "side": side, "rounds": rounds,
+        "heads": heads, "batch": batch, "side": side, "rounds": rounds, "mlp": mlp,
     }  # fmt: skip
 
 
 SIZES = {
     # model width, depth, K; reader dim, blocks, heads; batch; image side; timed rounds
-    "digits": _size(32, 2, 3, 64, 2, 4, 32, 8, 30),  # config/config.yaml
+    "digits": _size(32, 2, 2, 64, 2, 4, 32, 8, 30, mlp=1.0),  # config/config.yaml
     "fashion": _size(32, 2, 3, 64, 2, 4, 64, 28, 8),  # config/fashion.yaml
     "paper": _size(128, 4, 6, 128, 10, 8, 16, 28, 5),  # config/paper.yaml, DESIGN 2
 }
@@ -76,7 +76,9 @@ def build(size: dict, seed: int = 0):
 
     cfg = StudyConfig(
         model=ModelConfig(width=size["width"], depth=size["depth"], inner_steps=size["K"]),
-        reader=ReaderConfig(dim=size["rdim"], depth=size["rdepth"], heads=size["heads"]),
+        reader=ReaderConfig(
+            dim=size["rdim"], depth=size["rdepth"], heads=size["heads"], mlp_ratio=size["mlp"]
+        ),
         training=TrainingConfig(batch_size=size["batch"]),
     )
     model = MWT(cfg, Combination(), ImageShape(1, size["side"], size["side"]), 10, seed)

@@ -32,15 +32,34 @@ def test_dry_run(config, tmp_path):
     assert "meta_train" in res.stdout
 
 
-def test_default_study_dag_has_every_run(tmp_path):
-    res = run(SNAKEMAKE + ["-n", "--config", f"results_dir={tmp_path}"], ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    counts = dict(
-        line.split()[:2]
-        for line in res.stdout.splitlines()
-        if line.split()[:1] and line.split()[0] in ("meta_train", "interventions")
+def job_outputs(dry_run: str, rule: str) -> list[list[str]]:
+    """The output files of every job of ``rule`` in a dry-run's listing."""
+    jobs, current = [], None
+    for line in dry_run.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+        elif current == rule and line.strip().startswith("output:"):
+            jobs.append([p.strip(",") for p in line.split()[1:]])
+    return jobs
+
+
+@pytest.mark.parametrize(("batch_runs", "jobs"), [("dataset", 1), ("combination", 16)])
+def test_default_study_dag_has_every_run(batch_runs, jobs, tmp_path):
+    res = run(
+        SNAKEMAKE + ["-n", "--config", f"results_dir={tmp_path}", f"batch_runs={batch_runs}"],
+        ROOT,
     )
-    assert counts == {"meta_train": "48", "interventions": "48"}  # 16 combinations x 3 seeds
+    assert res.returncode == 0, res.stderr[-3000:]
+    # One meta-training per run (16 combinations x 3 seeds) ...
+    assert len(job_outputs(res.stdout, "meta_train")) == 48
+    # ... and each later stage batched: one job per dataset or per combination, every run
+    # file made by exactly one job.
+    for rule, name in (("interventions", "interventions.nc"), ("fit", "fitted.nc")):
+        outputs = job_outputs(res.stdout, rule)
+        assert len(outputs) == jobs
+        files = [p for job in outputs for p in job]
+        assert len(files) == len(set(files)) == 48
+        assert all(p.endswith(f"/{name}") for p in files)
 
 
 @pytest.fixture(scope="module")

@@ -142,6 +142,7 @@ class StudyConfig:
     combinations: tuple[str, ...] = ("all",)
     caps: dict[str, dict[str, int | None]] = field(default_factory=dict)
     stage_seed: int = 0
+    batch_runs: str = "combination"
     device: str = "auto"
     bf16: bool = False
     model: ModelConfig = ModelConfig()
@@ -241,6 +242,7 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         combinations=tuple(d["combinations"]),
         caps={k: dict(v) for k, v in d["caps"].items()},
         stage_seed=d["stage_seed"],
+        batch_runs=d["batch_runs"],
         device=d["device"],
         bf16=d["bf16"],
         model=ModelConfig(**d["model"]),

@@ -124,7 +124,15 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[MW
 
 # Config keys that do not change what training computes: a checkpoint stays valid when
 # only these differ (results moved, more threads, other probe or stats settings).
-NOT_TRAINING_KEYS = ("results_dir", "data_root", "device", "fit", "probes", "stats")
+NOT_TRAINING_KEYS = (
+    "results_dir",
+    "data_root",
+    "device",
+    "batch_runs",
+    "fit",
+    "probes",
+    "stats",
+)
 
 
 def _resume_key(meta: dict[str, Any]) -> dict[str, Any]:

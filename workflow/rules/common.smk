@@ -35,14 +35,28 @@ def run_files(name):
     return expand(f"{RUN}/{name}", dataset=DATASETS, seed=SEEDS, combo=COMBOS)
 
 
-def seed_files(name):
-    """One file of every seed of one (dataset, combination), with those two wildcards left.
+# The per-run stages after meta-training handle several runs per job (config key
+# batch_runs): all seeds of a (dataset, combination), or all runs of a dataset. The files
+# stay one per run; a job pays Python's and torch's start-up once instead of once per run,
+# which on a small machine costs more than these stages themselves.
+if STUDY.batch_runs == "dataset":
+    BATCH = "{dataset}"
+    RUNS_PER_JOB = len(SEEDS) * len(COMBOS)
+else:
+    BATCH = "{dataset}/{combo}"
+    RUNS_PER_JOB = len(SEEDS)
 
-    The per-run stages after meta-training (fit, read and the diagnostics) handle all seeds
-    of a combination in one job: the files stay one per run, but torch's start-up is paid
-    once per job, which on a small machine costs more than the stage itself.
-    """
+
+def batch_files(name):
+    """One file of every run one job handles, with the batch's wildcards left open."""
+    if STUDY.batch_runs == "dataset":
+        return expand(f"{RUN}/{name}", seed=SEEDS, combo=COMBOS, allow_missing=True)
     return expand(f"{RUN}/{name}", seed=SEEDS, allow_missing=True)
+
+
+def per_job(minutes):
+    """Runtime of a batched job: minutes per run, times its runs, growing with retries."""
+    return scaled(minutes * RUNS_PER_JOB)
 
 
 def scaled(base):

@@ -1,20 +1,20 @@
 rule fit:
     input:
-        model=seed_files("model.pt"),
+        model=batch_files("model.pt"),
         data=f"{RESULTS}/data/{{dataset}}.nc",
     output:
-        seed_files("fitted.nc"),
+        batch_files("fitted.nc"),
     log:
-        "logs/fit/{dataset}/{combo}.log",
+        f"logs/fit/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fit/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/fit/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(30 * len(SEEDS)),
+        runtime=per_job(30),
     params:
         config=RESOLVED_CONFIG,
     shell:

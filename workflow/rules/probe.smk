@@ -1,19 +1,19 @@
 # CPU-only geometry probes of the exposed weights (no reader involved).
 rule geometry:
     input:
-        seed_files("fitted.nc"),
+        batch_files("fitted.nc"),
     output:
-        seed_files("geometry.nc"),
+        batch_files("geometry.nc"),
     log:
-        "logs/geometry/{dataset}/{combo}.log",
+        f"logs/geometry/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/geometry/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/geometry/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(15 * len(SEEDS)),
+        runtime=per_job(15),
     params:
         config=RESOLVED_CONFIG,
     shell:

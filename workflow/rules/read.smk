@@ -1,20 +1,20 @@
 rule read:
     input:
-        model=seed_files("model.pt"),
-        fitted=seed_files("fitted.nc"),
+        model=batch_files("model.pt"),
+        fitted=batch_files("fitted.nc"),
     output:
-        seed_files("reader.nc"),
+        batch_files("reader.nc"),
     log:
-        "logs/read/{dataset}/{combo}.log",
+        f"logs/read/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/read/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/read/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15 * len(SEEDS)),
+        runtime=per_job(15),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -24,21 +24,21 @@ rule read:
 
 rule fresh_reader:
     input:
-        model=seed_files("model.pt"),
-        fitted=seed_files("fitted.nc"),
+        model=batch_files("model.pt"),
+        fitted=batch_files("fitted.nc"),
     output:
-        seed_files("fresh_reader.nc"),
+        batch_files("fresh_reader.nc"),
     log:
-        "logs/fresh_reader/{dataset}/{combo}.log",
+        f"logs/fresh_reader/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fresh_reader/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/fresh_reader/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(60 * len(SEEDS)),
+        runtime=per_job(60),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -48,21 +48,21 @@ rule fresh_reader:
 
 rule tokenflow:
     input:
-        model=seed_files("model.pt"),
-        fitted=seed_files("fitted.nc"),
+        model=batch_files("model.pt"),
+        fitted=batch_files("fitted.nc"),
     output:
-        seed_files("tokenflow.nc"),
+        batch_files("tokenflow.nc"),
     log:
-        "logs/tokenflow/{dataset}/{combo}.log",
+        f"logs/tokenflow/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tokenflow/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/tokenflow/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15 * len(SEEDS)),
+        runtime=per_job(15),
     params:
         config=RESOLVED_CONFIG,
     shell:
@@ -72,21 +72,21 @@ rule tokenflow:
 
 rule interventions:
     input:
-        model=seed_files("model.pt"),
-        fitted=seed_files("fitted.nc"),
+        model=batch_files("model.pt"),
+        fitted=batch_files("fitted.nc"),
     output:
-        seed_files("interventions.nc"),
+        batch_files("interventions.nc"),
     log:
-        "logs/interventions/{dataset}/{combo}.log",
+        f"logs/interventions/{BATCH}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/interventions/{{dataset}}/{{combo}}.tsv"
+        f"{RESULTS}/benchmarks/interventions/{BATCH}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=scaled(4000),
-        runtime=scaled(15 * len(SEEDS)),
+        runtime=per_job(15),
     params:
         config=RESOLVED_CONFIG,
     shell:
