@@ -28,9 +28,10 @@ def command(name: str, help_text: str, *args: tuple[str, dict]):
 CONFIG = ("--config", {"required": True, "help": "study config YAML (validated)"})
 MODEL = ("--model", {"required": True, "help": "trained model.pt"})
 OUT = ("--out", {"required": True, "help": "output file"})
-# Per-run stages take several runs in one process (Snakemake gives them all seeds of a
-# combination), so each job pays Python's and torch's start-up once, not once per seed.
-# The lists pair up by position: the i-th --model, --fitted and --out are one run.
+# Per-run stages take several runs in one process (Snakemake gives them the runs of one
+# combination or one dataset, config key batch_runs), so a job pays Python's and torch's
+# start-up once, not once per run. The lists pair up by position: the i-th --model,
+# --fitted and --out are one run.
 MODELS = ("--model", {"required": True, "nargs": "+", "help": "trained model.pt of each run"})
 FITTEDS = ("--fitted", {"required": True, "nargs": "+", "help": "fitted.nc of each run"})
 OUTS = ("--out", {"required": True, "nargs": "+", "help": "output file of each run"})
