@@ -15,26 +15,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import yaml
 
 from inrroute import cli
 from inrroute.config import Combination, load_config
 from inrroute.data import split_of, stage
 from inrroute.io import read_netcdf, write_netcdf
 from inrroute.training import meta_train
+from tiny import write_config
 
 COMBO = "cluster0_route1_biasroute1_densefit0"
-CONFIG = {
-    "datasets": ["digits"],
-    "seeds": [0, 1],
-    "combinations": [COMBO],
-    "caps": {"digits": {"train": 200, "test": 100}},
-    "model": {"width": 8, "depth": 1, "inner_steps": 2},
-    "reader": {"dim": 16, "depth": 1, "heads": 2},
-    "training": {"epochs": 1, "batch_size": 16, "lr": 0.003},
-    "factors": {"bias_route_hidden": 8},
-    "probes": {"knn_k": 5, "intervention_draws": 2, "fresh_reader_epochs": 1},
-}
 STAGES = {  # stage: (needs --model, output name)
     "read": (True, "reader.nc"),
     "geometry": (False, "geometry.nc"),
@@ -48,8 +37,8 @@ STAGES = {  # stage: (needs --model, output name)
 def runs(tmp_path_factory):
     """Two trained runs (seeds 0 and 1) of a tiny digits study, fitted by one `fit` call."""
     root = tmp_path_factory.mktemp("runs")
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "results_dir": str(root / "results")}))
+    config = write_config(root / "config.yaml", root / "results", combinations=[COMBO],
+                          training={"epochs": 1, "batch_size": 16})  # fmt: skip
     data = root / "digits.nc"
     write_netcdf(stage("digits", root / "raw", 200, 100, seed=0), data)
     cfg = load_config(config)

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from inrroute import cli
 from inrroute.config import Combination, from_mapping, load_config
@@ -35,36 +34,12 @@ from inrroute.io import (
     write_netcdf,
 )
 from inrroute.training import Interrupted, meta_train
+from tiny import COMBO, STEPS_PER_EPOCH, TINY, write_config
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-COMBO = "cluster1_route1_biasroute1_densefit1"  # every factor on: every code path resumes
 BASELINE = "cluster0_route0_biasroute0_densefit0"
-
-# config/smoke.yaml's sizes; 200 train images / batch 8 = 25 steps per epoch, a checkpoint
-# every 4 steps, so most checkpoints fall mid-epoch.
-TINY = {
-    "datasets": ["digits"],
-    "seeds": [0, 1],
-    "combinations": [COMBO],
-    "caps": {"digits": {"train": 200, "test": 100}},
-    "model": {"width": 8, "depth": 1, "inner_steps": 2},
-    "reader": {"dim": 16, "depth": 1, "heads": 2},
-    "training": {"epochs": 4, "batch_size": 8, "lr": 0.003, "checkpoint_every": 4},
-    "factors": {"bias_route_hidden": 8},
-    "probes": {"knn_k": 5, "intervention_draws": 2, "fresh_reader_epochs": 1},
-    "stats": {"bootstrap": 50},
-}
-STEPS_PER_EPOCH = 25
 TEMP_GLOB = ".*.tmp"
-
-
-def write_config(path: Path, results: Path, **changes) -> Path:
-    data = {**TINY, "results_dir": str(results)}
-    for key, value in changes.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
