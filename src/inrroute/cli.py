@@ -47,9 +47,14 @@ def _setup(args: argparse.Namespace, torch: bool = True) -> StudyConfig:
     return cfg
 
 
+def _per_run_lists(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The --model / --fitted / --out lists this command was given."""
+    return {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+
+
 def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
     """One namespace per run, each with a single --model / --fitted / --out path."""
-    lists = {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+    lists = _per_run_lists(args)
     n = len(lists["out"])
     for i in range(n):
         run = argparse.Namespace(**{**vars(args), **{k: v[i] for k, v in lists.items()}})
@@ -59,7 +64,7 @@ def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
 
 
 def _check_pairing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    lengths = {f"--{k}": len(v) for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+    lengths = {f"--{k}": len(v) for k, v in _per_run_lists(args).items()}
     if len(set(lengths.values())) > 1:
         given = ", ".join(f"{flag}: {n} files" for flag, n in lengths.items())
         parser.error(f"give one file per run to each of {', '.join(lengths)} ({given})")

@@ -1,4 +1,6 @@
 # Shared names: the validated study config, run paths, resources.
+import math
+
 import yaml
 from inrroute.config import from_mapping
 
@@ -39,19 +41,17 @@ def run_files(name):
 # batch_runs): all seeds of a (dataset, combination), or all runs of a dataset. The files
 # stay one per run; a job pays Python's and torch's start-up once instead of once per run,
 # which on a small machine costs more than these stages themselves.
+# BATCH: the wildcards naming one job; BATCH_RUNS: the values filled in within a job.
 if STUDY.batch_runs == "dataset":
-    BATCH = "{dataset}"
-    RUNS_PER_JOB = len(SEEDS) * len(COMBOS)
+    BATCH, BATCH_RUNS = "{dataset}", {"seed": SEEDS, "combo": COMBOS}
 else:
-    BATCH = "{dataset}/{combo}"
-    RUNS_PER_JOB = len(SEEDS)
+    BATCH, BATCH_RUNS = "{dataset}/{combo}", {"seed": SEEDS}
+RUNS_PER_JOB = math.prod(len(values) for values in BATCH_RUNS.values())
 
 
 def batch_files(name):
     """One file of every run one job handles, with the batch's wildcards left open."""
-    if STUDY.batch_runs == "dataset":
-        return expand(f"{RUN}/{name}", seed=SEEDS, combo=COMBOS, allow_missing=True)
-    return expand(f"{RUN}/{name}", seed=SEEDS, allow_missing=True)
+    return expand(f"{RUN}/{name}", **BATCH_RUNS, allow_missing=True)
 
 
 def per_job(minutes):
