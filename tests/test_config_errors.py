@@ -52,12 +52,12 @@ def merged(base: dict, change: dict) -> dict:
 BAD = {
     "unknown_dataset": ({"datasets": ["imagenet"]}, ["datasets.0", "'imagenet'", "'cifar10'"]),
     "unknown_combination": (
-        {"combinations": ["cluster0_route2_biasroute0_densefit0"]},
-        ["combinations.0", "cluster0_route2_biasroute0_densefit0", "cluster[01]_route[01]"],
+        {"combinations": ["cluster0_route1_biasroute0"]},
+        ["combinations.0", "cluster0_route1_biasroute0", "cluster{0|1}_route{0|1}"],
     ),
     "unknown_factor_in_combination": (
         {"combinations": ["cluster0_routing1_biasroute0_densefit0"]},
-        ["combinations.0", "routing1", "cluster[01]_route[01]"],
+        ["combinations.0", "routing1", "cluster{0|1}_route{0|1}"],
     ),
     "top_level_typo": (
         {"trainig": {"epochs": 3}},

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .config import StudyConfig, load_config
+from .errors import exit_code
 
 log = logging.getLogger("inrroute")
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, list]] = {}
@@ -412,32 +413,6 @@ def cmd_findings(args):
     write_text(findings_markdown(ds, _tables(args.stats_dir)), args.out)
 
 
-# Expected failures: one logged message and an exit code, no traceback. 2: bad config or
-# input (fix it, re-run the named rule); 3: numerical fault; 143: stopped by SIGTERM.
-EXIT_CODES = (
-    ("inrroute.config", "ConfigError", 2),
-    ("inrroute.io", "InputError", 2),
-    ("inrroute.data", "DataUnavailableError", 2),
-    ("inrroute.training", "NumericalError", 3),
-    ("inrroute.training", "Interrupted", 143),
-)
-
-
-def _exit_code(exc: BaseException) -> int | None:
-    """Exit code of an expected failure, else None.
-
-    Looks only at modules already imported (a class never loaded cannot have been raised),
-    so ``check-config`` stays free of torch's import time.
-    """
-    if isinstance(exc, FloatingPointError):
-        return 3
-    for module, name, code in EXIT_CODES:
-        loaded = sys.modules.get(module)
-        if loaded is not None and isinstance(exc, getattr(loaded, name)):
-            return code
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inrroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -455,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except BaseException as exc:
-        code = _exit_code(exc)
+        code = exit_code(exc)
         if code is None:
             raise
         if code == 143:  # SIGTERM: checkpoint written; re-running resumes

@@ -7,7 +7,6 @@ into frozen dataclasses and adds the checks a schema cannot express.
 from __future__ import annotations
 
 import difflib
-import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,62 +15,24 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-FACTOR_NAMES = ("cluster", "route", "bias_route", "dense_fit")
-BASELINE = "cluster0_route0_biasroute0_densefit0"
-# Images per split of every dataset as staged (digits: data.load_digits_raw's stratified
-# 75/25 split of 1,797), so caps and probe sizes are checked before any job starts.
-SPLIT_SIZES = {
-    "digits": {"train": 1347, "test": 450},
-    "fashion_mnist": {"train": 60000, "test": 10000},
-    "mnist": {"train": 60000, "test": 10000},
-    "cifar10": {"train": 50000, "test": 10000},
-}
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message names key, value and rule."""
-
-
-@dataclass(frozen=True)
-class Combination:
-    """One setting of the four training factors (DESIGN section 3)."""
-
-    cluster: bool = False
-    route: bool = False
-    bias_route: bool = False
-    dense_fit: bool = False
-
-    @property
-    def name(self) -> str:
-        return (
-            f"cluster{int(self.cluster)}_route{int(self.route)}"
-            f"_biasroute{int(self.bias_route)}_densefit{int(self.dense_fit)}"
-        )
-
-    @classmethod
-    def parse(cls, name: str) -> Combination:
-        parts = name.split("_")
-        prefixes = ("cluster", "route", "biasroute", "densefit")
-        if len(parts) != 4 or any(
-            not (p.startswith(pre) and p[len(pre) :] in ("0", "1"))
-            for p, pre in zip(parts, prefixes, strict=False)
-        ):
-            raise ConfigError(
-                f"combination {name!r} is not a valid name; expected "
-                "cluster{0|1}_route{0|1}_biasroute{0|1}_densefit{0|1}, "
-                f"e.g. {BASELINE!r}"
-            )
-        flags = [p[-1] == "1" for p in parts]
-        return cls(*flags)
-
-    def levels(self) -> dict[str, int]:
-        return {k: int(v) for k, v in zip(FACTOR_NAMES, asdict(self).values(), strict=True)}
-
-
-ALL_COMBINATIONS = tuple(
-    Combination(*flags) for flags in itertools.product((False, True), repeat=4)
+from .errors import ConfigError
+from .study import (
+    ALL_COMBINATION_NAMES,
+    BASELINE,
+    COMBINATION_TEMPLATE,
+    DATASETS,
+    FACTOR_NAMES,
+    Combination,
+    VocabularyError,
+    parse_combination,
 )
+
+__all__ = ["BASELINE", "FACTOR_NAMES", "Combination", "ConfigError", "StudyConfig"]
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+# Images per split of every dataset as staged, so caps and probe sizes are checked before
+# any job starts (the vocabulary owns them).
+SPLIT_SIZES = {name: {"train": d.train, "test": d.test} for name, d in DATASETS.items()}
 
 
 @dataclass(frozen=True)
@@ -155,7 +116,7 @@ class StudyConfig:
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:
-            return [c.name for c in ALL_COMBINATIONS]
+            return list(ALL_COMBINATION_NAMES)
         return list(self.combinations)
 
     def cap(self, dataset: str, split: str) -> int | None:
@@ -276,6 +237,15 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
             "be mixed with explicit names; allowed: [all] alone, or a list of names like "
             f"{BASELINE!r}"
         )
+    for i, name in enumerate(cfg.combinations):
+        if name != "all":
+            try:
+                parse_combination(name)
+            except VocabularyError:
+                raise ConfigError(
+                    f"config key 'combinations.{i}' has bad value {name!r}: not a combination name; "
+                    f"allowed: [all], or names {COMBINATION_TEMPLATE} like {BASELINE!r}"
+                ) from None
     for name, caps in cfg.caps.items():
         for split, cap in caps.items():
             size = SPLIT_SIZES[name][split]

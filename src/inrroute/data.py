@@ -17,14 +17,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .config import ConfigError
+from .errors import ConfigError, DataUnavailableError
+from .study import DATASETS as _DATASETS
 
-DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
+DATASETS = tuple(_DATASETS)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-class DataUnavailableError(RuntimeError):
-    """A dataset is neither staged nor downloadable here."""
 
 
 @dataclass(frozen=True)

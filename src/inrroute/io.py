@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-
-class InputError(RuntimeError):
-    """An input file is missing, truncated or not what the stage expects."""
+from .errors import InputError
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from .config import ConfigError
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

@@ -20,6 +20,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 # ------------------------------------------------------------------ factors and runs
 
 # Factor name -> the tag that spells it in combination names (DESIGN 3, 8).
@@ -36,7 +38,7 @@ N_COMBINATIONS = 2 ** len(FACTORS)
 _COMBINATION_RE = re.compile(f"^{COMBINATION_PATTERN}$")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(ConfigError):
     """A name (combination, dataset, stage) is not one the study knows."""
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import xarray as xr
 
 from .config import FACTOR_NAMES, Combination, StudyConfig
-from .io import InputError, read_netcdf
+from .errors import InputError
+from .io import read_netcdf
 from .probes import GEOMETRY_KEYS as GEOMETRY
 
 RUN_FILES = ("reader.nc", "geometry.nc", "fresh_reader.nc", "tokenflow.nc", "interventions.nc")

@@ -22,15 +22,12 @@ from tqdm import tqdm
 
 from .config import Combination, StudyConfig, from_mapping
 from .data import ImageSet
-from .io import InputError, load_torch, remove_stale_temps, save_torch, write_csv
+from .errors import InputError, Interrupted, NumericalError
+from .io import load_torch, remove_stale_temps, save_torch, write_csv
 from .model import MWT, ImageShape, training_step
 
 log = logging.getLogger("inrroute")
 LOG_COLUMNS = ["epoch", "loss", "ce", "mse", "cluster", "train_accuracy", "psnr", "lr", "seconds"]
-
-
-class NumericalError(RuntimeError):
-    """A loss or parameter became NaN/Inf; the last good checkpoint is kept."""
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -81,14 +78,6 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         signal.signal(signal.SIGTERM, self._previous)
-
-
-class Interrupted(SystemExit):
-    """Raised after a checkpoint was written because SIGTERM arrived; exit code 143."""
-
-    def __init__(self, message: str):
-        super().__init__(143)
-        self.message = message
 
 
 def model_metadata(
