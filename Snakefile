@@ -24,7 +24,6 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/read.smk"
-include: "workflow/rules/probe.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
 

@@ -72,7 +72,7 @@ FIT_IMPLS = {  # name: (implementation, images per unit, batch size)
 
 def build(size: dict, seed: int = 0):
     from inrroute.config import Combination, ModelConfig, ReaderConfig, StudyConfig, TrainingConfig
-    from inrroute.model import MWT, ImageShape
+    from inrroute.model import MWT, ImageShape, ModelSpec
 
     cfg = StudyConfig(
         model=ModelConfig(width=size["width"], depth=size["depth"], inner_steps=size["K"]),
@@ -81,7 +81,7 @@ def build(size: dict, seed: int = 0):
         ),
         training=TrainingConfig(batch_size=size["batch"]),
     )
-    model = MWT(cfg, Combination(), ImageShape(1, size["side"], size["side"]), 10, seed)
+    model = MWT(ModelSpec.from_config(cfg, Combination(), ImageShape(1, size["side"], size["side"]), 10, seed))
     return cfg, model
 
 

@@ -17,7 +17,7 @@ Built-in structure (always present, so tests can rely on it):
   the ``col_*`` controls a little.
 
 Combinations not listed in ``combos`` are NaN on the grid (runs that were not made) and
-``ran`` (bool, grid dims) is False there, as in ``inrroute.summary.gather``.
+``ran`` (bool, grid dims) is False there, as in ``inrroute.summary.run_aggregate``.
 """
 
 from __future__ import annotations

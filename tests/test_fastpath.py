@@ -14,7 +14,7 @@ import torch
 
 from inrroute.config import Combination, from_mapping
 from inrroute.fitting import fit_batches
-from inrroute.model import MWT, ImageShape, training_step
+from inrroute.model import MWT, ImageShape, ModelSpec, training_step
 from inrroute.siren import (
     SharedSiren,
     coordinate_grid,
@@ -161,7 +161,7 @@ TINY = {
 
 def model_pair(combo: Combination, dtype=torch.float64, seed=0):
     cfg = from_mapping(TINY)
-    model = MWT(cfg, combo, ImageShape(1, 7, 6), 10, seed).to(dtype)
+    model = MWT(ModelSpec.from_config(cfg, combo, ImageShape(1, 7, 6), 10, seed)).to(dtype)
     gen = torch.Generator().manual_seed(seed + 5)
     images = (torch.rand(6, 1, 7, 6, generator=gen) * 2 - 1).to(dtype)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -7,11 +7,11 @@ from inrroute.config import Combination, from_mapping
 from inrroute.interventions import (
     INTERVENTIONS,
     bias_interventions,
-    run_interventions,
+    intervention_dataset,
     shuffle_column,
     zero_column,
 )
-from inrroute.model import MWT, ImageShape
+from inrroute.model import MWT, ImageShape, ModelSpec
 
 GEN = torch.Generator().manual_seed(0)
 TOKENS = torch.randn(12, 6, 5, generator=GEN)
@@ -46,14 +46,14 @@ def test_column_controls_never_touch_the_bias_column():
             assert torch.equal(t[..., others], TOKENS[..., others])
 
 
-def test_run_interventions_dataset():
+def test_intervention_dataset_dataset():
     cfg = from_mapping(
         {"model": {"width": 4, "depth": 1}, "reader": {"dim": 8, "depth": 1, "heads": 2}}
     )
-    model = MWT(cfg, Combination(), ImageShape(1, 8, 8), 10, seed=0)
+    model = MWT(ModelSpec.from_config(cfg, Combination(), ImageShape(1, 8, 8), 10, seed=0))
     tokens = torch.randn(40, 4, 5) * 1e-3
     labels = np.arange(40) % 10
-    ds = run_interventions(
+    ds = intervention_dataset(
         model.reader, tokens, labels, draws=3, seed=0, device=torch.device("cpu")
     )
     assert list(ds["intervention"].values) == list(INTERVENTIONS)

@@ -284,12 +284,13 @@ def trained(study):
     cfg = write_config(study["root"] / "one_epoch.yaml", study["root"] / "results",
                        training={"epochs": 1, "batch_size": 32})  # fmt: skip
     train_here(study, out, cfg, combo=BASELINE)
-    from inrroute.fitting import fit_dataset
-    from inrroute.training import load_model
+    from inrroute.config import load_config
+    from inrroute.fitting import run_fit
+    from inrroute.model import load_model
 
-    model, meta = load_model(out / "model.pt")
+    model = load_model(out / "model.pt")
     write_netcdf(
-        fit_dataset(model, read_netcdf(study["data"]), meta, 512, torch.device("cpu"), False),
+        run_fit(model, read_netcdf(study["data"]), load_config(cfg), torch.device("cpu"), False),
         out / "fitted.nc",
     )
     return {"config": cfg, "model": out / "model.pt", "fitted": out / "fitted.nc"}
@@ -481,7 +482,7 @@ def test_two_seeds_meta_train_at_once_into_their_own_folders(study, tmp_path):
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "model.pt",
                                                           "train_log.csv"]  # fmt: skip
         blob = load_torch(out / "model.pt")
-        assert blob["meta"]["seed"] == s
+        assert blob["spec"]["seed"] == s
         models[s] = blob["state_dict"]
         assert list(read_csv(out / "train_log.csv")["epoch"]) == [0]
     assert not torch.equal(models[0]["siren.theta.0"], models[1]["siren.theta.0"])

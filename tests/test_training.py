@@ -6,8 +6,8 @@ import torch
 
 from inrroute.config import Combination, from_mapping
 from inrroute.data import split_of, stage
-from inrroute.model import MWT, ImageShape, training_step
-from inrroute.training import Interrupted, load_model, meta_train
+from inrroute.model import MWT, ImageShape, ModelSpec, load_model, training_step
+from inrroute.training import Interrupted, meta_train
 
 TINY = {
     "model": {"width": 8, "depth": 1, "inner_steps": 2},
@@ -23,7 +23,7 @@ def train_set():
 
 
 def state(path):
-    return load_model(path)[0].state_dict()
+    return load_model(path).state_dict()
 
 
 def test_resume_after_interrupt_equals_uninterrupted(tmp_path, train_set):
@@ -54,7 +54,7 @@ def test_different_seeds_differ(tmp_path, train_set):
 
 
 def _model(combo, cfg=None):
-    return MWT(cfg or from_mapping(TINY), combo, ImageShape(1, 8, 8), 10, seed=0)
+    return MWT(ModelSpec.from_config(cfg or from_mapping(TINY), combo, ImageShape(1, 8, 8), 10, seed=0))
 
 
 def test_route_adds_one_class_token():

@@ -1,18 +1,25 @@
 """Command line: one sub-command per workflow stage (``inrroute <stage> --help``).
 
-Each Snakemake rule calls exactly one of these, so every stage also runs by hand.
+Each Snakemake rule calls exactly one of these, so every stage also runs by hand. A
+command parses its arguments, calls the stage module's ``run_<stage>``, stamps what made
+the output (provenance) and writes it atomically; errors.py maps expected failures to exit
+codes. The per-run stages after fitting are generated from ``study.RUN_STAGES``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import provenance as prov
 from .config import StudyConfig, load_config
 from .errors import exit_code
+from .study import FIGURES, RUN_STAGES, STATS_TABLES, RunStage
 
 log = logging.getLogger("inrroute")
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, list]] = {}
@@ -26,36 +33,36 @@ def command(name: str, help_text: str, *args: tuple[str, dict]):
     return register
 
 
-CONFIG = ("--config", {"required": True, "help": "study config YAML (validated)"})
-MODEL = ("--model", {"required": True, "help": "trained model.pt"})
-OUT = ("--out", {"required": True, "help": "output file"})
-# Per-run stages take several runs in one process (Snakemake gives them the runs of one
-# combination or one dataset, config key batch_runs), so a job pays Python's and torch's
-# start-up once, not once per run. The lists pair up by position: the i-th --model,
-# --fitted and --out are one run.
-MODELS = ("--model", {"required": True, "nargs": "+", "help": "trained model.pt of each run"})
-FITTEDS = ("--fitted", {"required": True, "nargs": "+", "help": "fitted.nc of each run"})
-OUTS = ("--out", {"required": True, "nargs": "+", "help": "output file of each run"})
-PER_RUN = ("model", "fitted", "out")
+def many(flag: str, what: str) -> tuple[str, dict]:
+    # Per-run stages take several runs in one process (Snakemake gives them the runs of one
+    # combination or one dataset, config key batch_runs), so a job pays torch's start-up
+    # once. The lists pair up by position: the i-th --model, --fitted and --out are one run.
+    return (flag, {"required": True, "nargs": "+", "help": f"{what} of each run"})
+
+
+def one(flag: str, what: str, **extra) -> tuple[str, dict]:
+    return (flag, {"required": True, "help": what, **extra})
+
+
+CONFIG = one("--config", "study config YAML (validated)")
+OUT = one("--out", "output file")
+SUMMARY = one("--summary", "results/summary.nc")
+STATS_DIR = one("--stats-dir", "folder of the statistics tables")
 PROGRESS = ("--no-progress", {"action": "store_true", "help": "hide the progress bar"})
+PER_RUN = ("model", "fitted", "out")
 
 
 def _setup(args: argparse.Namespace, torch: bool = True) -> StudyConfig:
     from .runtime import configure_threads
 
     cfg = load_config(args.config)
-    configure_threads(getattr(args, "threads", None) or cfg.training.threads, torch=torch)
+    configure_threads(args.threads or cfg.training.threads, torch=torch)
     return cfg
-
-
-def _per_run_lists(args: argparse.Namespace) -> dict[str, list[str]]:
-    """The --model / --fitted / --out lists this command was given."""
-    return {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
 
 
 def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
     """One namespace per run, each with a single --model / --fitted / --out path."""
-    lists = _per_run_lists(args)
+    lists = {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
     n = len(lists["out"])
     for i in range(n):
         run = argparse.Namespace(**{**vars(args), **{k: v[i] for k, v in lists.items()}})
@@ -65,269 +72,158 @@ def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
 
 
 def _check_pairing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    lengths = {f"--{k}": len(v) for k, v in _per_run_lists(args).items()}
+    lengths = {f"--{k}": len(v) for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
     if len(set(lengths.values())) > 1:
         given = ", ".join(f"{flag}: {n} files" for flag, n in lengths.items())
         parser.error(f"give one file per run to each of {', '.join(lengths)} ({given})")
 
 
-@command(
-    "check-config",
-    "validate a config (schema + cross checks) and print the resolved values",
-    CONFIG,
-)
+def _read(path: str, rule: str):
+    from .io import read_netcdf
+
+    return read_netcdf(path, remedy=f"Re-run the {rule} rule.")
+
+
+def _write(ds, path: str, rule: str, own: dict, inputs: list, device=None, start=None) -> None:
+    """Stamp ``ds`` with what made it (its config keys + its inputs' records), write it."""
+    from .io import write_netcdf
+
+    values = prov.combine(own, inputs)
+    seconds = time.perf_counter() - start if start is not None else None
+    ds.attrs.update(prov.netcdf_attrs(values, rule, device and str(device), seconds))
+    write_netcdf(ds, path)
+
+
+@command("check-config", "validate a config (schema + cross checks), print it resolved", CONFIG)
 def cmd_check_config(args):
     import yaml
 
-    cfg = load_config(args.config)
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    print(yaml.safe_dump(load_config(args.config).to_dict(), sort_keys=False))
 
 
 @command(
-    "stage",
-    "stage one dataset into results/data/{dataset}.nc",
-    CONFIG,
-    ("--dataset", {"required": True}),
-    OUT,
+    "stage", "stage one dataset -> results/data/{dataset}.nc", CONFIG, one("--dataset", "name"), OUT
 )
 def cmd_stage(args):
-    from .data import stage
-    from .io import write_netcdf
+    from .data import run_stage
 
-    cfg = load_config(args.config)
-    ds = stage(
-        args.dataset,
-        cfg.data_root,
-        cfg.cap(args.dataset, "train"),
-        cfg.cap(args.dataset, "test"),
-        cfg.stage_seed,
-    )
-    write_netcdf(ds, args.out)
-    log.info("staged %s: %d images -> %s", args.dataset, ds.sizes["sample"], args.out)
-
-
-def _staged(path: str):
-    from .io import read_netcdf
-
-    return read_netcdf(path, remedy="Re-run the stage rule for this dataset.")
-
-
-def _fitted(path: str):
-    from .io import read_netcdf
-
-    return read_netcdf(path, remedy="Re-run the fit rule for this run.")
+    cfg, start = load_config(args.config), time.perf_counter()
+    own = prov.rule_values(cfg, "stage", args.dataset)
+    _write(run_stage(args.dataset, cfg), args.out, "stage", own, [], start=start)
 
 
 @command(
     "meta-train",
     "meta-train theta, alpha and the reader of one run (resumes from checkpoint.pt)",
     CONFIG,
-    ("--data", {"required": True, "help": "staged dataset .nc"}),
-    ("--seed", {"type": int, "required": True}),
-    ("--combination", {"required": True, "help": "e.g. cluster0_route0_biasroute0_densefit0"}),
-    ("--out-dir", {"required": True, "help": "run folder: model.pt, train_log.csv, checkpoint.pt"}),
+    one("--data", "staged dataset .nc"),
+    one("--seed", "seed", type=int),
+    one("--combination", "e.g. cluster0_route0_biasroute0_densefit0"),
+    one("--out-dir", "run folder: model.pt, train_log.csv, checkpoint.pt"),
     PROGRESS,
 )
 def cmd_meta_train(args):
-    from .config import Combination
     from .data import split_of
     from .runtime import select_device
+    from .study import Combination
     from .training import meta_train
 
     cfg = _setup(args)
     combo = Combination.parse(args.combination)
-    train = split_of(_staged(args.data), "train")
+    staged = _read(args.data, "stage")
+    record = prov.combine(
+        prov.rule_values(cfg, "meta_train"), [(args.data, prov.of_attrs(staged.attrs))]
+    )
+    train, device = split_of(staged, "train"), select_device(cfg.device)
     path = meta_train(
-        cfg, combo, args.seed, train, args.out_dir, select_device(cfg.device), not args.no_progress
+        cfg, combo, args.seed, train, args.out_dir, device, not args.no_progress, None, record
     )
     log.info("model written to %s", path)
+
+
+def _model(path: str, device):
+    """A trained model and its config record (without its own device and seconds)."""
+    from .model import load_model
+
+    model = load_model(path, device)
+    return model, {k: v for k, v in model.provenance.items() if not k.startswith("inrroute_")}
 
 
 @command(
     "fit",
     "fit one SIREN per train and test image with a trained model -> fitted.nc",
     CONFIG,
-    MODELS,
-    ("--data", {"required": True, "help": "staged dataset .nc"}),
-    OUTS,
+    many("--model", "trained model.pt"),
+    one("--data", "staged dataset .nc"),
+    many("--out", "output fitted.nc"),
     PROGRESS,
 )
 def cmd_fit(args):
-    from .fitting import fit_dataset
-    from .io import write_netcdf
+    from .fitting import run_fit
     from .runtime import select_device
-    from .training import load_model
 
     cfg = _setup(args)
-    device = select_device(cfg.device)
-    staged = _staged(args.data)
+    device, staged = select_device(cfg.device), _read(args.data, "stage")
     for run in _runs(args):
-        model, meta = load_model(run.model, device)
+        start = time.perf_counter()
+        model, record = _model(run.model, device)
         try:
-            ds = fit_dataset(model, staged, meta, cfg.fit.batch_size, device, not args.no_progress)
+            ds = run_fit(model, staged, cfg, device, not args.no_progress)
         except FloatingPointError as exc:
             raise FloatingPointError(
                 f"{exc} (model {run.model}, data {args.data}); {run.out} was not written. "
                 "Check the run's train_log.csv, then re-run its meta_train rule with a lower "
                 "training.lr or model.alpha_init_high."
             ) from exc
-        write_netcdf(ds, run.out)
+        inputs = [(run.model, record), (args.data, prov.of_attrs(staged.attrs))]
+        _write(ds, run.out, "fit", prov.rule_values(cfg, "fit"), inputs, device, start)
 
 
-@command(
-    "read",
-    "trained-reader accuracy, per class, confusion -> reader.nc",
-    CONFIG,
-    MODELS,
-    FITTEDS,
-    OUTS,
-)
-def cmd_read(args):
-    from .io import write_netcdf
-    from .reading import accuracy_dataset, predict
+def per_run_command(stage: RunStage) -> None:
+    """Register ``inrroute <stage.command>``: run_<rule> over every given run."""
+    flags = [many("--model", "trained model.pt")] if stage.needs_model else []
 
-    cfg = _setup(args)
-    for run in _runs(args):
-        device, model, meta, fitted, _, (tokens, labels) = _run_inputs(run, cfg)
-        ds = accuracy_dataset(
-            predict(model.reader, tokens, device), labels.numpy(), meta["n_classes"]
+    def cmd(args):
+        uses_torch = stage.needs_model or stage.gpu
+        cfg = _setup(args, torch=uses_torch)
+        run_stage = getattr(
+            importlib.import_module(f"inrroute.{stage.module}"), f"run_{stage.rule}"
         )
-        ds["psnr"] = (
-            (),
-            float(fitted["psnr"].values[fitted["split"].values == "test"].mean()),
-            {"units": "dB"},
-        )
-        write_netcdf(ds, run.out)
-        log.info("trained-reader test accuracy %.4f", float(ds["accuracy"]))
+        device = None
+        if uses_torch:
+            from .runtime import select_device
+
+            device = select_device(cfg.device)
+        for run in _runs(args):
+            start = time.perf_counter()
+            model, record = _model(run.model, device) if stage.needs_model else (None, {})
+            fitted = _read(run.fitted, "fit")
+            inputs = [(run.fitted, prov.of_attrs(fitted.attrs))]
+            inputs += [(run.model, record)] if stage.needs_model else []
+            ds = run_stage(model, fitted, cfg, device)
+            own = prov.rule_values(cfg, stage.rule)
+            _write(ds, run.out, stage.rule, own, inputs, device or "cpu", start)
+
+    command(
+        stage.command,
+        stage.help,
+        CONFIG,
+        *flags,
+        many("--fitted", "fitted.nc"),
+        many("--out", f"output {stage.output}"),
+    )(cmd)
 
 
-def _run_inputs(args, cfg):
-    from .fitting import tokens_of
-    from .runtime import select_device
-    from .training import load_model
-
-    device = select_device(cfg.device)
-    model, meta = load_model(args.model, device)
-    fitted = _fitted(args.fitted)
-    return device, model, meta, fitted, tokens_of(fitted, "train"), tokens_of(fitted, "test")
-
-
-@command("geometry", "geometry probes of the exposed phi -> geometry.nc", CONFIG, FITTEDS, OUTS)
-def cmd_geometry(args):
-    import xarray as xr
-
-    from .io import fitted_split, write_netcdf
-    from .probes import geometry_metrics
-
-    cfg = _setup(args, torch=False)  # numpy and scikit-learn only: no torch start-up
-    for run in _runs(args):
-        fitted = _fitted(run.fitted)
-        (xtr, ytr), (xte, yte) = fitted_split(fitted, "train"), fitted_split(fitted, "test")
-        metrics = geometry_metrics(
-            xtr.reshape(len(xtr), -1),
-            ytr,
-            xte.reshape(len(xte), -1),
-            yte,
-            k=cfg.probes.knn_k,
-            seed=int(fitted.attrs["seed"]),
-        )
-        ds = xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()})
-        write_netcdf(ds, run.out)
-
-
-@command(
-    "fresh-reader",
-    "train a fresh reader on frozen train phi -> fresh_reader.nc",
-    CONFIG,
-    MODELS,
-    FITTEDS,
-    OUTS,
-)
-def cmd_fresh_reader(args):
-    from .io import write_netcdf
-    from .reading import accuracy_dataset, predict, train_fresh_reader
-
-    cfg = _setup(args)
-    for run in _runs(args):
-        device, model, meta, _, (xtr, ytr), (xte, yte) = _run_inputs(run, cfg)
-        reader = train_fresh_reader(model, cfg, xtr, ytr, meta["seed"], device)
-        ds = accuracy_dataset(predict(reader, xte, device), yte.numpy(), meta["n_classes"])
-        write_netcdf(ds, run.out)
-        log.info("fresh-reader test accuracy %.4f", float(ds["accuracy"]))
-
-
-@command(
-    "tokenflow",
-    "kNN consistency at every reader depth -> tokenflow.nc",
-    CONFIG,
-    MODELS,
-    FITTEDS,
-    OUTS,
-)
-def cmd_tokenflow(args):
-    from .io import write_netcdf
-    from .reading import tokenflow_dataset
-
-    cfg = _setup(args)
-    for run in _runs(args):
-        device, model, _, _, _, (xte, yte) = _run_inputs(run, cfg)
-        ds = tokenflow_dataset(model.reader, xte, yte.numpy(), cfg.probes.knn_k, device)
-        write_netcdf(ds, run.out)
-
-
-@command(
-    "interventions",
-    "bias-column interventions with controls -> interventions.nc",
-    CONFIG,
-    MODELS,
-    FITTEDS,
-    OUTS,
-)
-def cmd_interventions(args):
-    from .interventions import run_interventions
-    from .io import write_netcdf
-
-    cfg = _setup(args)
-    for run in _runs(args):
-        device, model, meta, _, _, (xte, yte) = _run_inputs(run, cfg)
-        ds = run_interventions(
-            model.reader, xte, yte.numpy(), cfg.probes.intervention_draws, meta["seed"], device
-        )
-        write_netcdf(ds, run.out)
+for _stage in RUN_STAGES:
+    per_run_command(_stage)
 
 
 @command("aggregate", "gather every run's outputs into summary.nc", CONFIG, OUT)
 def cmd_aggregate(args):
     from .io import write_netcdf
-    from .summary import gather
+    from .summary import run_aggregate
 
-    cfg = load_config(args.config)
-    write_netcdf(gather(cfg), args.out)
-
-
-@command(
-    "stats",
-    "ANOVA, correlations, token-flow curve, paired differences -> results/stats/",
-    CONFIG,
-    ("--summary", {"required": True}),
-    ("--out-dir", {"required": True}),
-)
-def cmd_stats(args):
-    from .io import read_netcdf
-    from .stats import compute_all, write_tables
-
-    cfg = load_config(args.config)
-    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    write_tables(compute_all(ds, cfg.stats.bootstrap, cfg.stage_seed), args.out_dir)
-
-
-TABLES = (
-    "anova",
-    "cluster_effect",
-    "geometry_correlation",
-    "tokenflow_curve",
-    "variants_vs_baseline",
-)
+    write_netcdf(run_aggregate(load_config(args.config)), args.out)
 
 
 def _tables(stats_dir: str) -> dict:
@@ -335,82 +231,96 @@ def _tables(stats_dir: str) -> dict:
 
     return {
         name: read_csv(Path(stats_dir) / f"{name}.csv", remedy="Re-run the stats rule.")
-        for name in TABLES
+        for name in STATS_TABLES
     }
 
 
 @command(
+    "stats", "statistics tables -> results/stats/", CONFIG, SUMMARY, one("--out-dir", "folder")
+)
+def cmd_stats(args):
+    from .stats import run_stats, write_tables
+
+    cfg, summary = load_config(args.config), _read(args.summary, "aggregate")
+    record = prov.combine(
+        prov.rule_values(cfg, "stats"), [(args.summary, prov.of_attrs(summary.attrs))]
+    )
+    write_tables(run_stats(summary, cfg), args.out_dir)
+    _write_sidecar(record, "stats", args.out_dir)
+
+
+def _write_sidecar(record: dict, rule: str, folder: str) -> None:
+    """provenance.json beside CSV tables, which have no attributes of their own."""
+    import json
+
+    from .io import write_text
+
+    stamp = prov.netcdf_attrs(record, rule)
+    stamp[prov.CONFIG_ATTR] = record
+    write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n", Path(folder) / prov.SIDECAR)
+
+
+@command(
     "figures",
-    "token flow, interventions, interactions, geometry-vs-accuracy PNGs",
-    CONFIG,
-    ("--summary", {"required": True}),
-    ("--stats-dir", {"required": True}),
-    ("--out-dir", {"required": True}),
+    "token flow, interventions, interactions, geometry PNGs",
+    SUMMARY,
+    STATS_DIR,
+    one("--out-dir", "folder"),
 )
 def cmd_figures(args):
-    from . import figures as F
-    from .io import read_netcdf
+    from .figures import run_figures, save_figure
 
-    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    tables = _tables(args.stats_dir)
-    out = Path(args.out_dir)
-    F.save_figure(F.tokenflow_figure(tables["tokenflow_curve"], ds), out / "tokenflow.png")
-    F.save_figure(F.interventions_figure(ds), out / "interventions.png")
-    F.save_figure(F.interactions_figure(ds), out / "interactions.png")
-    F.save_figure(F.geometry_vs_accuracy_figure(ds), out / "geometry_vs_accuracy.png")
+    figures = run_figures(_read(args.summary, "aggregate"), _tables(args.stats_dir))
+    for name in FIGURES:
+        save_figure(figures[name], Path(args.out_dir) / f"{name}.png")
 
 
 @command(
     "reconstructions",
     "grid of test images beside their SIREN reconstructions",
     CONFIG,
-    MODEL,
-    ("--data", {"required": True}),
+    one("--model", "trained model.pt"),
+    one("--data", "staged dataset .nc"),
     ("--count", {"type": int, "default": 16}),
     OUT,
 )
 def cmd_reconstructions(args):
-    import torch
-
-    from . import figures as F
-    from .data import split_of
-    from .siren import psnr
-    from .training import load_model
+    from .figures import reconstructions_figure, save_figure
+    from .fitting import reconstruct_examples
+    from .model import load_model
 
     _setup(args)  # threads
-    model, meta = load_model(args.model)
-    staged = _staged(args.data)
-    test = split_of(staged, "test")
-    images = test.images[: args.count]
-    phi, targets = model.fit(images, create_graph=False)
-    with torch.no_grad():
-        pred = model.reconstruct(phi)
-        scores = psnr(pred, targets).numpy()
-    recon = pred.transpose(1, 2).reshape(images.shape).clamp(-1, 1)
-    fig = F.reconstructions_figure(
-        ((images + 1) / 2).numpy(),
-        ((recon + 1) / 2).numpy(),
-        test.labels[: args.count].numpy(),
-        scores,
-        f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), {meta['combo']} seed {meta['seed']}",
+    model, staged = load_model(args.model), _read(args.data, "stage")
+    images, recon, labels, scores = reconstruct_examples(model, staged, args.count)
+    title = (
+        f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), "
+        f"{model.spec.combination} seed {model.spec.seed}"
     )
-    F.save_figure(fig, args.out)
+    save_figure(reconstructions_figure(images, recon, labels, scores, title), args.out)
 
 
 @command(
     "findings",
     "write FINDINGS.md from the summary and the statistics",
     CONFIG,
-    ("--summary", {"required": True}),
-    ("--stats-dir", {"required": True}),
+    SUMMARY,
+    STATS_DIR,
     OUT,
 )
 def cmd_findings(args):
-    from .findings import findings_markdown
-    from .io import read_netcdf, write_text
+    from .findings import run_findings
+    from .io import write_text
 
-    ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    write_text(findings_markdown(ds, _tables(args.stats_dir)), args.out)
+    cfg, summary = load_config(args.config), _read(args.summary, "aggregate")
+    text = run_findings(summary, _tables(args.stats_dir), cfg)
+    write_text(text.rstrip("\n") + "\n\n" + prov.markdown(summary.attrs), args.out)
+
+
+@command("provenance", "print what made a results file", ("file", {"help": "a results file"}))
+def cmd_provenance(args):
+    import json
+
+    print(json.dumps(prov.read_record(args.file), indent=2, sort_keys=True, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, description=help_text)
         for flag, kwargs in arguments:
             p.add_argument(flag, **kwargs)
-        p.add_argument(
-            "--threads", type=int, default=None, help="torch threads (default: the job's CPUs)"
-        )
+        p.add_argument("--threads", type=int, default=None, help="threads (default: job's CPUs)")
         p.set_defaults(func=fn, parser=p)
     args = parser.parse_args(argv)
     _check_pairing(args, args.parser)

@@ -87,6 +87,7 @@ class ProbeConfig:
     knn_k: int = 10
     intervention_draws: int = 8
     fresh_reader_epochs: int = 10
+    fresh_reader_spec: str = "trained"
 
 
 @dataclass(frozen=True)

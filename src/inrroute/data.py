@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .config import StudyConfig
 from .errors import ConfigError, DataUnavailableError
 from .study import DATASETS as _DATASETS
 
@@ -144,6 +145,11 @@ def stage(
         },
         attrs={"dataset": name, "stage_seed": seed, "n_classes": 10},
     )
+
+
+def run_stage(name: str, cfg: StudyConfig) -> xr.Dataset:
+    """results/data/{name}.nc: the dataset with the config's caps applied."""
+    return stage(name, cfg.data_root, cfg.cap(name, "train"), cfg.cap(name, "test"), cfg.stage_seed)
 
 
 @dataclass(frozen=True)

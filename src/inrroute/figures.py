@@ -283,3 +283,13 @@ def show_image(ax: plt.Axes, image: np.ndarray, grey: bool) -> None:
     else:
         ax.imshow(to_display(image))
     ax.axis("off")
+
+
+def run_figures(summary: xr.Dataset, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+    """Every study figure (study.FIGURES) from the summary and the statistics tables."""
+    return {
+        "tokenflow": tokenflow_figure(tables["tokenflow_curve"], summary),
+        "interventions": interventions_figure(summary),
+        "interactions": interactions_figure(summary),
+        "geometry_vs_accuracy": geometry_vs_accuracy_figure(summary),
+    }

@@ -497,3 +497,8 @@ def variants_lines(tables: Mapping[str, pd.DataFrame]) -> list[str]:
             f"({ci_text(r['ci_low'], r['ci_high'])}; {int(r['n_pairs'])} pairs)."
         )
     return lines
+
+
+def run_findings(summary: xr.Dataset, tables: Mapping[str, pd.DataFrame], cfg) -> str:
+    """FINDINGS.md for the summary and the statistics tables."""
+    return findings_markdown(summary, tables)

@@ -13,9 +13,10 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from .data import to_float
+from .config import StudyConfig
+from .data import split_of, to_float
 from .io import fitted_split
-from .model import MWT
+from .model import MWT, ModelSpec
 from .siren import phi_to_tokens, psnr
 
 
@@ -41,7 +42,11 @@ def fit_batches(
 
 
 def fitted_dataset(
-    tokens: torch.Tensor, psnrs: torch.Tensor, labels: np.ndarray, split: np.ndarray, meta: dict
+    tokens: torch.Tensor,
+    psnrs: torch.Tensor,
+    labels: np.ndarray,
+    split: np.ndarray,
+    spec: ModelSpec,
 ) -> xr.Dataset:
     _, depth, _, feat = tokens.shape
     return xr.Dataset(
@@ -53,27 +58,47 @@ def fitted_dataset(
         },
         coords={"layer": np.arange(1, depth + 1), "feature": np.arange(feat)},
         attrs={
-            "model_config": json.dumps(meta["config"], sort_keys=True),
-            "combination": meta["combo"],
-            "seed": meta["seed"],
+            "model_spec": json.dumps(spec.to_dict(), sort_keys=True),
+            "combination": spec.combination,
+            "seed": spec.seed,
             "bias_feature": feat - 1,
             "psnr_units": "dB on [0, 1]",
         },
     )
 
 
-def fit_dataset(
+def run_fit(
     model: MWT,
     staged: xr.Dataset,
-    meta: dict,
-    batch_size: int,
+    cfg: StudyConfig,
     device: torch.device,
-    progress: bool,
+    progress: bool = False,
 ) -> xr.Dataset:
-    """Fit every train and test image of a staged dataset."""
+    """fitted.nc of one run: every train and test image of a staged dataset, fitted."""
     images = to_float(staged["images"].values)
-    tokens, scores = fit_batches(model, images, batch_size, device, progress)
-    return fitted_dataset(tokens, scores, staged["label"].values, staged["split"].values, meta)
+    tokens, scores = fit_batches(model, images, cfg.fit.batch_size, device, progress)
+    return fitted_dataset(
+        tokens, scores, staged["label"].values, staged["split"].values, model.spec
+    )
+
+
+def reconstruct_examples(
+    model: MWT, staged: xr.Dataset, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``count`` test images, their SIREN fits (both on [0, 1]), labels, PSNR."""
+    test = split_of(staged, "test")
+    images = test.images[:count]
+    phi, targets = model.fit(images, create_graph=False)
+    with torch.no_grad():
+        pred = model.reconstruct(phi)
+        scores = psnr(pred, targets).numpy()
+    recon = pred.transpose(1, 2).reshape(images.shape).clamp(-1, 1)
+    return (
+        ((images + 1) / 2).numpy(),
+        ((recon + 1) / 2).numpy(),
+        test.labels[:count].numpy(),
+        scores,
+    )
 
 
 def tokens_of(fitted: xr.Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,19 +12,13 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .config import StudyConfig
+from .fitting import tokens_of
+from .model import MWT
 from .reader import Reader
 from .reading import predict
-
-INTERVENTIONS = (
-    "none",
-    "bias_zero",
-    "bias_shuffle",
-    "bias_mean",
-    "bias_only",
-    "col_zero",
-    "col_shuffle",
-)
-CONTROLS = ("col_zero", "col_shuffle")
+from .study import INTERVENTIONS
+from .study import INTERVENTIONS_CONTROL as CONTROLS
 
 
 def zero_column(tokens: torch.Tensor, col: int) -> torch.Tensor:
@@ -63,7 +57,7 @@ def bias_interventions(perm: torch.Tensor) -> dict[str, Callable[[torch.Tensor],
     }
 
 
-def run_interventions(
+def intervention_dataset(
     reader: Reader,
     tokens: torch.Tensor,
     labels: np.ndarray,
@@ -99,4 +93,14 @@ def run_interventions(
             "control_column": ("draw", cols.numpy()),
         },
         coords={"intervention": list(INTERVENTIONS), "control": list(CONTROLS)},
+    )
+
+
+def run_interventions(
+    model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.device
+) -> xr.Dataset:
+    """interventions.nc of one run: the trained reader on the intervened test tokens."""
+    tokens, labels = tokens_of(fitted, "test")
+    return intervention_dataset(
+        model.reader, tokens, labels.numpy(), cfg.probes.intervention_draws, model.spec.seed, device
     )

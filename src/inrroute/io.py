@@ -88,6 +88,16 @@ def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
     return _read_checked(path, "netCDF file", _load_netcdf, remedy)
 
 
+def read_netcdf_attrs(path: str | os.PathLike, remedy: str = "") -> dict[str, Any]:
+    """The global attributes of a netCDF file, without loading its data."""
+
+    def load(p: Path) -> dict[str, Any]:
+        with xr.open_dataset(p, engine="netcdf4") as ds:
+            return dict(ds.attrs)
+
+    return _read_checked(path, "netCDF file", load, remedy)
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)

@@ -1,14 +1,24 @@
-"""The MWT model of one run: shared SIREN anchor, Meta-SGD schedule and reader, and its losses."""
+"""The MWT model of one run: shared SIREN anchor, Meta-SGD schedule and reader, and its losses.
+
+A model is built from a small :class:`ModelSpec` (SIREN, inner loop, reader, factor
+switches, image shape, classes, seed), never from the whole study config. ``model.pt``
+stores the spec beside the weights, so a model loads without the config that trained it
+and a renamed config key cannot break old models.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import Combination, StudyConfig
+from .config import Combination, ModelConfig, ReaderConfig, StudyConfig
+from .errors import InputError
+from .io import load_torch, save_torch
 from .reader import Reader, scale_grad
 from .siren import (
     SharedSiren,
@@ -29,38 +39,94 @@ class ImageShape:
     width: int
 
 
+MODEL_FORMAT = 2  # version of model.pt's layout; 1 stored the whole study config
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What fixes a model's architecture and initialisation (saved in model.pt)."""
+
+    siren: ModelConfig
+    reader: ReaderConfig
+    combination: str
+    bias_route_hidden: int
+    dense_multiplier: int
+    shape: ImageShape
+    n_classes: int
+    seed: int
+
+    @classmethod
+    def from_config(
+        cls, cfg: StudyConfig, combo: Combination, shape: ImageShape, n_classes: int, seed: int
+    ) -> ModelSpec:
+        return cls(
+            siren=cfg.model,
+            reader=cfg.reader,
+            combination=combo.name,
+            bias_route_hidden=cfg.factors.bias_route_hidden,
+            dense_multiplier=cfg.factors.dense_multiplier,
+            shape=shape,
+            n_classes=n_classes,
+            seed=seed,
+        )
+
+    @property
+    def combo(self) -> Combination:
+        return Combination.parse(self.combination)
+
+    @property
+    def inner_steps(self) -> int:
+        return self.siren.inner_steps * (self.dense_multiplier if self.combo.dense_fit else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(
+            siren=ModelConfig(**d["siren"]),
+            reader=ReaderConfig(**d["reader"]),
+            combination=d["combination"],
+            bias_route_hidden=int(d["bias_route_hidden"]),
+            dense_multiplier=int(d["dense_multiplier"]),
+            shape=ImageShape(**d["shape"]),
+            n_classes=int(d["n_classes"]),
+            seed=int(d["seed"]),
+        )
+
+
+def build_reader(spec: ModelSpec, reader: ReaderConfig | None = None) -> Reader:
+    """The reader of ``spec`` (or of the same shape with another ``reader`` config)."""
+    return Reader(
+        n_tokens=spec.siren.depth * spec.siren.width,
+        token_dim=spec.siren.width + 1,
+        n_classes=spec.n_classes,
+        cfg=reader or spec.reader,
+        route=spec.combo.route,
+        bias_route=spec.combo.bias_route,
+        bias_route_hidden=spec.bias_route_hidden,
+    )
+
+
 class MWT(nn.Module):
     """theta + alpha + output layer + reader for one (dataset, combination)."""
 
-    def __init__(
-        self,
-        cfg: StudyConfig,
-        combo: Combination,
-        shape: ImageShape,
-        n_classes: int,
-        seed: int,
-    ):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        m = cfg.model
-        self.combo, self.shape, self.depth = combo, shape, m.depth
-        self.siren = SharedSiren(m, shape.channels, gen)
-        steps = m.inner_steps * (cfg.factors.dense_multiplier if combo.dense_fit else 1)
-        self.alphas = init_alphas(self.siren.theta, steps, m.alpha_init_low, m.alpha_init_high, gen)
+        gen = torch.Generator().manual_seed(spec.seed)
+        m = spec.siren
+        self.spec = spec
+        self.combo, self.shape, self.depth = spec.combo, spec.shape, m.depth
+        self.siren = SharedSiren(m, spec.shape.channels, gen)
+        self.alphas = init_alphas(
+            self.siren.theta, spec.inner_steps, m.alpha_init_low, m.alpha_init_high, gen
+        )
         # The reader's own init draws from the global RNG (nn.Linear); seed it here so a
         # run is reproducible from (seed) alone.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.reader = Reader(
-                n_tokens=m.depth * m.width,
-                token_dim=m.width + 1,
-                n_classes=n_classes,
-                cfg=cfg.reader,
-                route=combo.route,
-                bias_route=combo.bias_route,
-                bias_route_hidden=cfg.factors.bias_route_hidden,
-            )
-        self.register_buffer("coords", coordinate_grid(shape.height, shape.width), False)
+            torch.manual_seed(spec.seed)
+            self.reader = build_reader(spec)
+        self.register_buffer("coords", coordinate_grid(spec.shape.height, spec.shape.width), False)
         # Inner-loop gradient: the hand-written SIREN backward (exact, faster) or, with
         # False, torch.autograd.grad. Not part of the state dict.
         self.analytic_inner_grad = True
@@ -145,3 +211,57 @@ def training_step(
         correct = int((logits.argmax(1) == labels).sum())
         psnr_sum = float(psnr(pred.detach(), targets).sum())
     return StepOutput(loss, ce.detach(), mse.mean().detach(), cluster.detach(), correct, psnr_sum)
+
+
+def save_model(model: MWT, path: str | Path, provenance: dict[str, Any] | None = None) -> None:
+    """model.pt: format, spec, weights, and what made it (``inrroute provenance`` prints it)."""
+    save_torch(
+        {
+            "format": MODEL_FORMAT,
+            "spec": model.spec.to_dict(),
+            "state_dict": model.state_dict(),
+            "provenance": provenance or {},
+        },
+        path,
+    )
+
+
+def _spec_of(blob: dict[str, Any], path: str | Path) -> ModelSpec:
+    """The spec of a model.pt of this format or of format 1 (whole study config inside)."""
+    try:
+        if blob.get("format") == MODEL_FORMAT:
+            return ModelSpec.from_dict(blob["spec"])
+        meta = blob["meta"]  # format 1
+        config = meta["config"]
+        return ModelSpec(
+            siren=ModelConfig(**config["model"]),
+            reader=ReaderConfig(**config["reader"]),
+            combination=meta["combo"],
+            bias_route_hidden=int(config["factors"]["bias_route_hidden"]),
+            dense_multiplier=int(config["factors"]["dense_multiplier"]),
+            shape=ImageShape(**meta["shape"]),
+            n_classes=int(meta["n_classes"]),
+            seed=int(meta["seed"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{path} is a model.pt this version of inrroute cannot read (format "
+            f"{blob.get('format', 1)!r}, expected {MODEL_FORMAT}; {type(exc).__name__}: {exc}). "
+            "Re-run the meta_train rule for this run."
+        ) from exc
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> MWT:
+    """Rebuild a trained model from ``model.pt``; its spec is ``model.spec``."""
+    blob = load_torch(path, remedy="Re-run the meta_train rule for this run.")
+    model = MWT(_spec_of(blob, path))
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(
+            f"{path}: the weights do not match the saved spec ({exc}). "
+            "Re-run the meta_train rule for this run."
+        ) from exc
+    # What made it (config record, device, seconds), for the outputs made from it.
+    model.provenance = dict(blob.get("provenance", {}))
+    return model.to(device).eval()

@@ -11,20 +11,18 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import xarray as xr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-GEOMETRY_KEYS = (
-    "knn_consistency",
-    "knn_accuracy",
-    "ncm_accuracy",
-    "linear_probe_accuracy",
-    "silhouette",
-    "fisher_ratio",
-)
+from .config import StudyConfig
+from .io import fitted_split
+from .study import GEOMETRY_METRICS
+
+GEOMETRY_KEYS = GEOMETRY_METRICS  # the metrics geometry_metrics returns, in this order
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
@@ -202,3 +200,17 @@ def geometry_metrics(
         "silhouette": silhouette(x_test, y_test),
         "fisher_ratio": fisher_ratio(x_test, y_test),
     }
+
+
+def run_geometry(model: None, fitted: xr.Dataset, cfg: StudyConfig, device: None) -> xr.Dataset:
+    """geometry.nc of one run: the probes on the exposed phi (no model, no torch)."""
+    (xtr, ytr), (xte, yte) = fitted_split(fitted, "train"), fitted_split(fitted, "test")
+    metrics = geometry_metrics(
+        xtr.reshape(len(xtr), -1),
+        ytr,
+        xte.reshape(len(xte), -1),
+        yte,
+        k=cfg.probes.knn_k,
+        seed=int(fitted.attrs["seed"]),
+    )
+    return xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()})

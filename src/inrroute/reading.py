@@ -13,7 +13,8 @@ import torch.nn.functional as F
 import xarray as xr
 
 from .config import StudyConfig
-from .model import MWT
+from .fitting import tokens_of
+from .model import MWT, build_reader
 from .reader import Reader
 
 
@@ -96,19 +97,13 @@ def train_fresh_reader(
     seed: int,
     device: torch.device,
 ) -> Reader:
-    """A reader of the same architecture trained on frozen phi (no co-adaptation)."""
+    """A reader of the trained reader's architecture (its saved spec, unless config key
+    ``probes.fresh_reader_spec`` is ``config``) trained on frozen phi (no co-adaptation)."""
     gen = torch.Generator().manual_seed(seed + 7919)
+    reader_cfg = cfg.reader if cfg.probes.fresh_reader_spec == "config" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 7919)
-        reader = Reader(
-            n_tokens=train_tokens.shape[1],
-            token_dim=train_tokens.shape[2],
-            n_classes=model.reader.head.out_features,
-            cfg=cfg.reader,
-            route=model.combo.route,
-            bias_route=model.combo.bias_route,
-            bias_route_hidden=cfg.factors.bias_route_hidden,
-        ).to(device)
+        reader = build_reader(model.spec, reader_cfg).to(device)
     t = cfg.training
     epochs = cfg.probes.fresh_reader_epochs
     steps = epochs * math.ceil(len(train_tokens) / t.batch_size)
@@ -127,3 +122,34 @@ def train_fresh_reader(
             opt.step()
             sched.step()
     return reader.eval()
+
+
+# ---------------------------------------------------------------- stages (one run each)
+
+
+def run_read(model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.device) -> xr.Dataset:
+    """reader.nc: the trained reader on the test split, and the fits' mean test PSNR."""
+    tokens, labels = tokens_of(fitted, "test")
+    ds = accuracy_dataset(
+        predict(model.reader, tokens, device), labels.numpy(), model.spec.n_classes
+    )
+    test = fitted["split"].values == "test"
+    ds["psnr"] = ((), float(fitted["psnr"].values[test].mean()), {"units": "dB"})
+    return ds
+
+
+def run_fresh_reader(
+    model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.device
+) -> xr.Dataset:
+    """fresh_reader.nc: a fresh reader trained on frozen train phi, scored on test."""
+    (xtr, ytr), (xte, yte) = tokens_of(fitted, "train"), tokens_of(fitted, "test")
+    reader = train_fresh_reader(model, cfg, xtr, ytr, model.spec.seed, device)
+    return accuracy_dataset(predict(reader, xte, device), yte.numpy(), model.spec.n_classes)
+
+
+def run_tokenflow(
+    model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.device
+) -> xr.Dataset:
+    """tokenflow.nc: kNN consistency of the trained reader's representation per depth."""
+    tokens, labels = tokens_of(fitted, "test")
+    return tokenflow_dataset(model.reader, tokens, labels.numpy(), cfg.probes.knn_k, device)

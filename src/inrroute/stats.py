@@ -541,3 +541,8 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
         write_netcdf(frame_to_dataset(frame), nc_path)
         written += [csv_path, nc_path]
     return written
+
+
+def run_stats(summary: xr.Dataset, cfg) -> dict[str, pd.DataFrame]:
+    """Every statistics table (study.STATS_TABLES) from the gathered summary."""
+    return compute_all(summary, cfg.stats.bootstrap, cfg.stage_seed)

@@ -167,6 +167,7 @@ class RunStage:
     gpu: bool = True
     minutes_per_run: int = 15  # local runtime budget per run (grows with retries)
     summary: dict[str, SummaryVar] = dataclasses.field(default_factory=dict)
+    config: tuple[str, ...] = ()  # config keys its results depend on (see RULE_CONFIG)
 
     @property
     def command(self) -> str:
@@ -196,6 +197,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         help="geometry probes of the exposed phi -> geometry.nc",
         needs_model=False,
         gpu=False,
+        config=("probes.knn_k",),
         summary={
             "knn_consistency": SummaryVar(
                 "knn_consistency",
@@ -227,6 +229,15 @@ RUN_STAGES: tuple[RunStage, ...] = (
         module="reading",
         help="train a fresh reader on frozen train phi -> fresh_reader.nc",
         minutes_per_run=60,
+        config=(
+            "probes.fresh_reader_epochs",
+            "probes.fresh_reader_spec",
+            "reader",
+            "training.batch_size",
+            "training.lr",
+            "training.weight_decay",
+            "training.grad_clip",
+        ),
         summary={
             "fresh_reader_accuracy": SummaryVar(
                 "accuracy", "1", "test accuracy of a fresh reader trained on frozen train phi"
@@ -238,6 +249,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         output="tokenflow.nc",
         module="reading",
         help="kNN consistency at every reader depth -> tokenflow.nc",
+        config=("probes.knn_k",),
         summary={
             "tokenflow_consistency": SummaryVar(
                 "knn_consistency",
@@ -251,6 +263,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         output="interventions.nc",
         module="interventions",
         help="bias-column interventions with controls -> interventions.nc",
+        config=("probes.intervention_draws",),
         summary={
             "intervention_accuracy": SummaryVar(
                 "accuracy", "1", "trained-reader test accuracy under a bias-column intervention"
@@ -260,6 +273,35 @@ RUN_STAGES: tuple[RunStage, ...] = (
 )
 RUN_STAGE = {s.rule: s for s in RUN_STAGES}
 RUN_OUTPUTS: tuple[str, ...] = tuple(s.output for s in RUN_STAGES)
+
+# Config keys (dotted; ``{dataset}`` is the job's dataset) that each rule's results depend
+# on, beyond its input files. A rule reruns exactly when one of its values changes (they are
+# its Snakemake params); its outputs record them with those of their inputs (provenance).
+# Keys that only say where or how fast things run (results_dir, data_root, device,
+# batch_runs, threads, checkpoint_every, fit.batch_size) are not among them.
+RULE_CONFIG: dict[str, tuple[str, ...]] = {
+    "stage": ("caps.{dataset}", "stage_seed"),
+    "meta_train": (
+        "model",
+        "reader",
+        "training.epochs",
+        "training.batch_size",
+        "training.lr",
+        "training.alpha_lr",
+        "training.weight_decay",
+        "training.cls_loss_weight",
+        "training.grad_clip",
+        "factors",
+        "bf16",
+    ),
+    "fit": (),
+    **{s.rule: s.config for s in RUN_STAGES},
+    "aggregate": (),
+    "stats": ("stats",),
+    "figures": (),
+    "reconstructions": (),
+    "findings": ("stats",),
+}
 
 # Rules that want a GPU: meta-training, fitting, and the per-run stages marked gpu.
 GPU_RULES: tuple[str, ...] = ("meta_train", "fit", *(s.rule for s in RUN_STAGES if s.gpu))
@@ -272,7 +314,5 @@ STATS_TABLES: tuple[str, ...] = (
     "geometry_correlation",
     "tokenflow_curve",
     "variants_vs_baseline",
-    "intervention_drops",
-    "verdicts",
 )
 FIGURES: tuple[str, ...] = ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy")

@@ -1,61 +1,43 @@
 """Gather every run's outputs into one Dataset on the study grid (DESIGN 5, 8).
 
-Grid: dataset x seed x cluster x route x bias_route x dense_fit (+ depth, intervention,
-class). A run the config asks for whose files are missing is an error naming the files;
-cells of combinations the config does not run stay NaN and are marked by ``ran``.
+Grid: dataset x seed x factors (+ the extra dims of each variable: depth, intervention,
+class). Which file feeds which summary variable is declared once, in
+``study.RUN_STAGES``. A run the config asks for whose files are missing is an error naming
+the files; cells of combinations the config does not run stay NaN and are marked by
+``ran``. Run outputs made from different configs are refused (provenance).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from .config import FACTOR_NAMES, Combination, StudyConfig
+from . import provenance as prov
+from .config import StudyConfig
 from .errors import InputError
 from .io import read_netcdf
-from .probes import GEOMETRY_KEYS as GEOMETRY
-
-RUN_FILES = ("reader.nc", "geometry.nc", "fresh_reader.nc", "tokenflow.nc", "interventions.nc")
-ATTRS = {
-    "reader_accuracy": ("1", "test accuracy of the trained reader"),
-    "psnr": ("dB", "mean test PSNR of the per-image SIREN fits, on [0, 1]"),
-    "knn_consistency": (
-        "1",
-        "kNN class consistency of test phi (k nearest, cosine, leave-one-out)",
-    ),
-    "knn_accuracy": ("1", "kNN leave-one-out majority-vote accuracy of test phi"),
-    "ncm_accuracy": ("1", "nearest-class-mean accuracy (train means, cosine) on test phi"),
-    "linear_probe_accuracy": (
-        "1",
-        "logistic-regression probe fitted on train phi, scored on test phi",
-    ),
-    "silhouette": ("1", "silhouette score (cosine) of test phi by class"),
-    "fisher_ratio": ("1", "trace(S_between) / trace(S_within) of test phi"),
-    "fresh_reader_accuracy": ("1", "test accuracy of a fresh reader trained on frozen train phi"),
-    "tokenflow_consistency": (
-        "1",
-        "kNN class consistency of the reader's pooled representation per depth",
-    ),
-    "intervention_accuracy": ("1", "trained-reader test accuracy under a bias-column intervention"),
-    "per_class_accuracy": ("1", "trained-reader test accuracy per class"),
-}
+from .study import FACTOR_NAMES, RUN_STAGES, Combination, run_path
 
 
 def run_dir(cfg: StudyConfig, dataset: str, seed: int, combo: str) -> Path:
-    return Path(cfg.results_dir) / dataset / f"seed{seed}" / combo
+    return Path(run_path(cfg.results_dir, dataset, seed, combo))
 
 
-def gather(cfg: StudyConfig) -> xr.Dataset:
+def _runs(cfg: StudyConfig) -> list[tuple[str, int, Combination]]:
     combos = [Combination.parse(c) for c in cfg.combination_names()]
-    levels = {f: sorted({c.levels()[f] for c in combos}) for f in FACTOR_NAMES}
+    return [(d, s, c) for d in cfg.datasets for s in cfg.seeds for c in combos]
+
+
+def _check_complete(cfg: StudyConfig) -> None:
+    files = [f"{s.output}" for s in RUN_STAGES] + ["train_log.csv"]
     missing = [
         str(run_dir(cfg, d, s, c.name) / f)
-        for d in cfg.datasets
-        for s in cfg.seeds
-        for c in combos
-        for f in RUN_FILES
+        for d, s, c in _runs(cfg)
+        for f in files
         if not (run_dir(cfg, d, s, c.name) / f).exists()
     ]
     if missing:
@@ -63,58 +45,68 @@ def gather(cfg: StudyConfig) -> xr.Dataset:
             f"{len(missing)} run output(s) missing, e.g. {missing[:5]}; run the workflow "
             "(snakemake) so every dataset x seed x combination is complete before aggregating."
         )
-    first = run_dir(cfg, cfg.datasets[0], cfg.seeds[0], combos[0].name)
-    depths = read_netcdf(first / "tokenflow.nc")["depth"].values
-    interventions = read_netcdf(first / "interventions.nc")["intervention"].values
-    classes = read_netcdf(first / "reader.nc")["class"].values
+
+
+def run_aggregate(cfg: StudyConfig) -> xr.Dataset:
+    """summary.nc: every summary variable of study.RUN_STAGES on the study grid."""
+    _check_complete(cfg)
+    combos = sorted({c for _, _, c in _runs(cfg)}, key=lambda c: c.name)
+    levels = {f: sorted({c.levels()[f] for c in combos}) for f in FACTOR_NAMES}
     grid = {"dataset": list(cfg.datasets), "seed": list(cfg.seeds), **levels}
     shape = tuple(len(v) for v in grid.values())
-    scalars = {
-        k: np.full(shape, np.nan)
-        for k in ("reader_accuracy", "psnr", *GEOMETRY, "fresh_reader_accuracy")
-    }
-    tokenflow = np.full(shape + (len(depths),), np.nan)
-    interv = np.full(shape + (len(interventions),), np.nan)
-    per_class = np.full(shape + (len(classes),), np.nan)
+    arrays: dict[str, np.ndarray] = {}
+    extra: dict[str, dict[str, np.ndarray]] = {}  # variable -> its own dims' coordinates
     ran = np.zeros(shape, dtype=bool)
-    for di, d in enumerate(cfg.datasets):
-        for si, s in enumerate(cfg.seeds):
-            for c in combos:
-                lv = c.levels()
-                at = (di, si, *(levels[f].index(lv[f]) for f in FACTOR_NAMES))
-                rd = run_dir(cfg, d, s, c.name)
-                remedy = f"Re-run the workflow for {rd}."
-                reader = read_netcdf(rd / "reader.nc", remedy)
-                geometry = read_netcdf(rd / "geometry.nc", remedy)
-                scalars["reader_accuracy"][at] = float(reader["accuracy"])
-                scalars["psnr"][at] = float(reader["psnr"])
-                for g in GEOMETRY:
-                    scalars[g][at] = float(geometry[g])
-                scalars["fresh_reader_accuracy"][at] = float(
-                    read_netcdf(rd / "fresh_reader.nc", remedy)["accuracy"]
-                )
-                tokenflow[at] = (
-                    read_netcdf(rd / "tokenflow.nc", remedy)["knn_consistency"]
-                    .sel(depth=depths)
-                    .values
-                )
-                interv[at] = (
-                    read_netcdf(rd / "interventions.nc", remedy)["accuracy"]
-                    .sel(intervention=interventions)
-                    .values
-                )
-                per_class[at] = reader["per_class_accuracy"].values
-                ran[at] = True
+    records: list[tuple[str, dict]] = []
+    seconds: dict[str, float] = {}
+    devices: set[str] = set()
+    for d, s, c in _runs(cfg):
+        lv = c.levels()
+        at = (grid["dataset"].index(d), grid["seed"].index(s))
+        at += tuple(levels[f].index(lv[f]) for f in FACTOR_NAMES)
+        rd = run_dir(cfg, d, s, c.name)
+        remedy = f"Re-run the workflow for {rd}."
+        for stage in RUN_STAGES:
+            path = rd / stage.output
+            ds = read_netcdf(path, remedy)
+            records.append((str(path), prov.of_attrs(ds.attrs)))
+            seconds[stage.rule] = seconds.get(stage.rule, 0.0) + float(
+                ds.attrs.get(prov.SECONDS_ATTR, 0.0)
+            )
+            if prov.DEVICE_ATTR in ds.attrs:
+                devices.add(str(ds.attrs[prov.DEVICE_ATTR]))
+            for name, var in stage.summary.items():
+                da = ds[var.source]
+                if name not in arrays:
+                    extra[name] = {dim: da[dim].values for dim in da.dims}
+                    arrays[name] = np.full(shape + da.shape, np.nan)
+                arrays[name][at] = da.sel(extra[name]).values if da.dims else float(da)
+        log = pd.read_csv(rd / "train_log.csv")
+        seconds["meta_train"] = seconds.get("meta_train", 0.0) + float(log["seconds"].iloc[-1])
+        ran[at] = True
     dims = tuple(grid)
-    data = {k: (dims, v) for k, v in scalars.items()}
-    data["tokenflow_consistency"] = (dims + ("depth",), tokenflow)
-    data["intervention_accuracy"] = (dims + ("intervention",), interv)
-    data["per_class_accuracy"] = (dims + ("class",), per_class)
+    coords: dict[str, object] = dict(grid)
+    data = {}
+    for stage in RUN_STAGES:
+        for name, var in stage.summary.items():
+            coords.update(extra[name])
+            data[name] = (
+                dims + tuple(extra[name]),
+                arrays[name],
+                {"units": var.units, "long_name": var.long_name},
+            )
     data["ran"] = (dims, ran, {"long_name": "this combination was run (others are NaN by design)"})
-    ds = xr.Dataset(
-        data, coords={**grid, "depth": depths, "intervention": interventions, "class": classes}
+    out = xr.Dataset(data, coords=coords)
+    out.attrs["config"] = cfg.to_json()
+    out.attrs.update(prov.netcdf_attrs(prov.combine({}, records), "aggregate"))
+    out.attrs.update(
+        {
+            "inrroute_git_commit": prov.git_commit(),
+            "inrroute_versions_json": json.dumps(prov.versions(), sort_keys=True),
+            "inrroute_device": ", ".join(sorted(devices)) or "unknown",
+            "inrroute_wall_seconds_json": json.dumps(
+                {k: round(v, 1) for k, v in seconds.items()}, sort_keys=True
+            ),
+        }
     )
-    for name, (units, long_name) in ATTRS.items():
-        ds[name].attrs.update(units=units, long_name=long_name)
-    ds.attrs["config"] = cfg.to_json()
-    return ds
+    return out

@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .config import Combination, StudyConfig, from_mapping
+from .config import Combination, StudyConfig
 from .data import ImageSet
 from .errors import InputError, Interrupted, NumericalError
 from .io import load_torch, remove_stale_temps, save_torch, write_csv
-from .model import MWT, ImageShape, training_step
+from .model import MWT, ImageShape, ModelSpec, save_model, training_step
 
 log = logging.getLogger("inrroute")
 LOG_COLUMNS = ["epoch", "loss", "ce", "mse", "cluster", "train_accuracy", "psnr", "lr", "seconds"]
@@ -80,56 +80,21 @@ class GracefulStop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def model_metadata(
-    cfg: StudyConfig, combo: Combination, shape: ImageShape, n_classes: int, seed: int
-) -> dict[str, Any]:
+def training_key(cfg: StudyConfig) -> dict[str, Any]:
+    """The settings beyond the model spec that change what training computes.
+
+    A checkpoint resumes only when its spec and this key equal the current run's; threads
+    and the checkpoint interval do not change the result.
+    """
+    training = asdict(cfg.training)
+    for key in ("threads", "checkpoint_every"):
+        training.pop(key)
     return {
-        "config": cfg.to_dict(),
-        "combo": combo.name,
-        "shape": asdict(shape),
-        "n_classes": n_classes,
-        "seed": seed,
+        "training": training,
+        "lambda_c": cfg.factors.lambda_c,
+        "tau": cfg.factors.tau,
+        "bf16": cfg.bf16,
     }
-
-
-def model_from_metadata(meta: dict[str, Any]) -> MWT:
-    cfg = from_mapping(meta["config"])
-    return MWT(
-        cfg,
-        Combination.parse(meta["combo"]),
-        ImageShape(**meta["shape"]),
-        meta["n_classes"],
-        meta["seed"],
-    )
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[MWT, dict]:
-    """Rebuild a trained model from ``model.pt``."""
-    blob = load_torch(path, remedy="Re-run the meta_train rule for this run.")
-    model = model_from_metadata(blob["meta"])
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob["meta"]
-
-
-# Config keys that do not change what training computes: a checkpoint stays valid when
-# only these differ (results moved, more threads, other probe or stats settings).
-NOT_TRAINING_KEYS = (
-    "results_dir",
-    "data_root",
-    "device",
-    "batch_runs",
-    "fit",
-    "probes",
-    "stats",
-)
-
-
-def _resume_key(meta: dict[str, Any]) -> dict[str, Any]:
-    config = {k: v for k, v in meta["config"].items() if k not in NOT_TRAINING_KEYS}
-    training = dict(config.get("training", {}))
-    training.pop("threads", None)
-    training.pop("checkpoint_every", None)
-    return {**meta, "config": {**config, "training": training}}
 
 
 def _check_finite(values: dict[str, torch.Tensor], epoch: int, step: int, ckpt: Path) -> None:
@@ -156,6 +121,7 @@ def meta_train(
     device: torch.device,
     progress: bool = True,
     max_steps: int | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Train one run; resumes from ``out_dir/checkpoint.pt`` when it exists.
 
@@ -170,15 +136,16 @@ def meta_train(
     t = cfg.training
     shape = ImageShape(*train.images.shape[1:])
     n_classes = int(train.labels.max()) + 1
-    meta = model_metadata(cfg, combo, shape, n_classes, seed)
-    model = model_from_metadata(meta).to(device)
+    spec = ModelSpec.from_config(cfg, combo, shape, n_classes, seed)
+    resume_key = {"spec": spec.to_dict(), **training_key(cfg)}
+    model = MWT(spec).to(device)
     n = len(train)
     steps_per_epoch = math.ceil(n / t.batch_size)
     opt, sched = build_optimizer(model, cfg, t.epochs * steps_per_epoch)
     state = LoopState()
     if ckpt_path.exists():
         blob = load_torch(ckpt_path, remedy="Delete it to restart this run from scratch.")
-        if _resume_key(blob["meta"]) != _resume_key(meta):
+        if blob.get("resume_key") != resume_key:
             raise InputError(
                 f"{ckpt_path} belongs to a different configuration, seed or combination "
                 "than this run; delete it to restart this run from scratch."
@@ -199,7 +166,7 @@ def meta_train(
     def checkpoint() -> None:
         save_torch(
             {
-                "meta": meta,
+                "resume_key": resume_key,
                 "state_dict": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
@@ -288,5 +255,7 @@ def meta_train(
             bar.set_postfix(acc=f"{state.log[-1]['train_accuracy']:.3f}")
             checkpoint()
     bar.close()
-    save_torch({"meta": meta, "state_dict": model.state_dict()}, model_path)
+    record = dict(provenance or {})
+    record.update(inrroute_device=str(device), inrroute_seconds=round(state.seconds, 3))
+    save_model(model, model_path, record)
     return model_path

@@ -217,10 +217,10 @@ class Disturbed:
 
 
 def assert_same_as_reference(run: Path, reference: Path) -> None:
-    from inrroute.training import load_model
+    from inrroute.model import load_model
 
-    got, _ = load_model(run / "model.pt")
-    want, _ = load_model(reference / "model.pt")
+    got = load_model(run / "model.pt")
+    want = load_model(reference / "model.pt")
     got_sd, want_sd = got.state_dict(), want.state_dict()
     assert got_sd.keys() == want_sd.keys()
     for key in want_sd:

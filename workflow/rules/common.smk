@@ -1,8 +1,12 @@
-# Shared names: the validated study config, run paths, resources.
+# Shared names, all derived from the package's vocabulary (inrroute.study) and the
+# validated config: run paths, per-rule config params, batching, resources.
+import hashlib
 import math
 
 import yaml
+from inrroute import study
 from inrroute.config import from_mapping
+from inrroute.provenance import canonical, rule_values
 
 # The package re-validates (schema + cross-field checks) so a bad value stops the
 # workflow here, before any job starts.
@@ -11,25 +15,45 @@ RESULTS = STUDY.results_dir
 DATASETS = list(STUDY.datasets)
 SEEDS = list(STUDY.seeds)
 COMBOS = STUDY.combination_names()
-RUN = f"{RESULTS}/{{dataset}}/seed{{seed}}/{{combo}}"
+RUN = study.run_path(RESULTS, "{dataset}", "{seed}", "{combo}")
 ENV = "../../envs/inrroute.yaml"
 
-# Jobs read the resolved config (schema defaults filled, --config overrides applied)
-# from one file, so a stage run by hand sees exactly what the workflow saw.
-RESOLVED_CONFIG = f"{RESULTS}/resolved_config.yaml"
+# Jobs read the resolved config (schema defaults filled, --config overrides applied) from
+# a file named by its content, outside results_dir: a dry run writes nothing there, and
+# another invocation with another config never changes the file a running job reads. The
+# rules name it through $INRROUTE_CONFIG, so their command text (Snakemake's "code" rerun
+# trigger) stays the same when the config changes; what a rule depends on is its params.
 _resolved = yaml.safe_dump(STUDY.to_dict(), sort_keys=True)
-if not os.path.exists(RESOLVED_CONFIG) or open(RESOLVED_CONFIG).read() != _resolved:
-    os.makedirs(RESULTS, exist_ok=True)
-    _tmp = f"{RESOLVED_CONFIG}.{os.getpid()}.tmp"
+CONFIG_FILE = os.path.abspath(
+    f".snakemake/inrroute/config-{hashlib.sha256(_resolved.encode()).hexdigest()[:16]}.yaml"
+)
+if not os.path.exists(CONFIG_FILE):
+    os.makedirs(os.path.dirname(CONFIG_FILE), exist_ok=True)
+    _tmp = f"{CONFIG_FILE}.{os.getpid()}.tmp"
     with open(_tmp, "w") as fh:
         fh.write(_resolved)
-    os.replace(_tmp, RESOLVED_CONFIG)
+    os.replace(_tmp, CONFIG_FILE)
+os.environ["INRROUTE_CONFIG"] = CONFIG_FILE
+
+
+envvars:
+    "INRROUTE_CONFIG",
+
+
+def config_of(rule):
+    """params: the config values `rule` depends on (study.RULE_CONFIG), by value, so a
+    changed value reruns exactly the rules that use it."""
+
+    def values(wildcards):
+        return canonical(rule_values(STUDY, rule, wildcards.get("dataset")))
+
+    return values
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     seed=r"\d+",
-    combo=r"cluster[01]_route[01]_biasroute[01]_densefit[01]",
+    combo=study.COMBINATION_PATTERN,
 
 
 def run_files(name):

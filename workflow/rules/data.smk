@@ -15,9 +15,9 @@ rule stage:
     conda:
         ENV
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("stage"),
     shell:
-        "exec inrroute stage --config {params.config} --dataset {wildcards.dataset}"
+        'exec inrroute stage --config "$INRROUTE_CONFIG" --dataset {wildcards.dataset}'
         " --out {output} > {log} 2>&1"
 
 

@@ -16,7 +16,7 @@ rule fit:
         mem_mb=scaled(4000),
         runtime=per_job(30),
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("fit"),
     shell:
-        "exec inrroute fit --config {params.config} --model {input.model} --data {input.data}"
+        'exec inrroute fit --config "$INRROUTE_CONFIG" --model {input.model} --data {input.data}'
         " --out {output} --threads {threads} --no-progress > {log} 2>&1"

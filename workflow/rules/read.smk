@@ -1,94 +1,34 @@
-rule read:
-    input:
-        model=batch_files("model.pt"),
-        fitted=batch_files("fitted.nc"),
-    output:
-        batch_files("reader.nc"),
-    log:
-        f"logs/read/{BATCH}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/read/{BATCH}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=scaled(4000),
-        runtime=per_job(15),
-    params:
-        config=RESOLVED_CONFIG,
-    shell:
-        "exec inrroute read --config {params.config} --model {input.model} --fitted {input.fitted}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+# The per-run stages after fitting, one rule each, generated from inrroute.study.RUN_STAGES
+# (read, geometry, fresh_reader, tokenflow, interventions): they differ only in name,
+# output, inputs, runtime and command. Each job takes the runs of one batch (batch_runs).
+for stage in study.RUN_STAGES:
 
-
-rule fresh_reader:
-    input:
-        model=batch_files("model.pt"),
-        fitted=batch_files("fitted.nc"),
-    output:
-        batch_files("fresh_reader.nc"),
-    log:
-        f"logs/fresh_reader/{BATCH}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/fresh_reader/{BATCH}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=scaled(4000),
-        runtime=per_job(60),
-    params:
-        config=RESOLVED_CONFIG,
-    shell:
-        "exec inrroute fresh-reader --config {params.config} --model {input.model}"
-        " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
-
-
-rule tokenflow:
-    input:
-        model=batch_files("model.pt"),
-        fitted=batch_files("fitted.nc"),
-    output:
-        batch_files("tokenflow.nc"),
-    log:
-        f"logs/tokenflow/{BATCH}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tokenflow/{BATCH}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=scaled(4000),
-        runtime=per_job(15),
-    params:
-        config=RESOLVED_CONFIG,
-    shell:
-        "exec inrroute tokenflow --config {params.config} --model {input.model}"
-        " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
-
-
-rule interventions:
-    input:
-        model=batch_files("model.pt"),
-        fitted=batch_files("fitted.nc"),
-    output:
-        batch_files("interventions.nc"),
-    log:
-        f"logs/interventions/{BATCH}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/interventions/{BATCH}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=scaled(4000),
-        runtime=per_job(15),
-    params:
-        config=RESOLVED_CONFIG,
-    shell:
-        "exec inrroute interventions --config {params.config} --model {input.model}"
-        " --fitted {input.fitted} --out {output} --threads {threads} > {log} 2>&1"
+    rule:
+        name:
+            stage.rule
+        input:
+            model=batch_files("model.pt") if stage.needs_model else [],
+            fitted=batch_files("fitted.nc"),
+        output:
+            batch_files(stage.output),
+        log:
+            f"logs/{stage.rule}/{BATCH}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/{stage.rule}/{BATCH}.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            **({"gpu": 1} if stage.gpu else {}),
+            mem_mb=scaled(4000),
+            runtime=per_job(stage.minutes_per_run),
+        params:
+            config=config_of(stage.rule),
+            # The shell text is evaluated when the job runs, after the loop has moved on,
+            # so everything stage-specific reaches it through params.
+            command=stage.command,
+            model="--model" if stage.needs_model else "",
+        shell:
+            'exec inrroute {params.command} --config "$INRROUTE_CONFIG"'
+            " {params.model} {input.model} --fitted {input.fitted} --out {output}"
+            " --threads {threads} > {log} 2>&1"

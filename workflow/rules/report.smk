@@ -1,4 +1,3 @@
-FIGURES = ["tokenflow", "interventions", "interactions", "geometry_vs_accuracy"]
 CAPTIONS = "../report/"
 
 
@@ -13,7 +12,7 @@ rule figures:
                 caption=f"{CAPTIONS}{name}.rst",
                 category="Figures",
             )
-            for name in FIGURES
+            for name in study.FIGURES
         ],
     log:
         "logs/figures.log",
@@ -25,11 +24,10 @@ rule figures:
         mem_mb=scaled(4000),
         runtime=scaled(15),
     params:
-        config=RESOLVED_CONFIG,
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "exec inrroute figures --config {params.config} --summary {input.summary}"
+        "exec inrroute figures --summary {input.summary}"
         " --stats-dir {params.stats_dir} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -54,9 +52,9 @@ rule reconstructions:
         mem_mb=scaled(4000),
         runtime=scaled(15),
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("reconstructions"),
     shell:
-        "exec inrroute reconstructions --config {params.config} --model {input.model}"
+        'exec inrroute reconstructions --config "$INRROUTE_CONFIG" --model {input.model}'
         " --data {input.data} --out {output} > {log} 2>&1"
 
 
@@ -75,10 +73,10 @@ rule findings:
     conda:
         ENV
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("findings"),
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
     shell:
-        "exec inrroute findings --config {params.config} --summary {input.summary}"
+        'exec inrroute findings --config "$INRROUTE_CONFIG" --summary {input.summary}'
         " --stats-dir {params.stats_dir} --out {output} > {log} 2>&1"
 
 
@@ -93,5 +91,5 @@ rule study:
                 caption=f"{CAPTIONS}anova.rst",
                 category="Tables",
             )
-            for t in STATS_TABLES
+            for t in study.STATS_TABLES
         ],

@@ -1,15 +1,7 @@
 rule aggregate:
     input:
-        [
-            run_files(f)
-            for f in (
-                "reader.nc",
-                "geometry.nc",
-                "fresh_reader.nc",
-                "tokenflow.nc",
-                "interventions.nc",
-            )
-        ],
+        [run_files(stage.output) for stage in study.RUN_STAGES],
+        run_files("train_log.csv"),
     output:
         f"{RESULTS}/summary.nc",
     log:
@@ -22,18 +14,9 @@ rule aggregate:
         mem_mb=scaled(4000),
         runtime=scaled(15),
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("aggregate"),
     shell:
-        "exec inrroute aggregate --config {params.config} --out {output} > {log} 2>&1"
-
-
-STATS_TABLES = [
-    "anova",
-    "cluster_effect",
-    "geometry_correlation",
-    "tokenflow_curve",
-    "variants_vs_baseline",
-]
+        'exec inrroute aggregate --config "$INRROUTE_CONFIG" --out {output} > {log} 2>&1'
 
 
 rule stats:
@@ -41,8 +24,11 @@ rule stats:
         f"{RESULTS}/summary.nc",
     output:
         expand(
-            f"{RESULTS}/stats/{{table}}.{{ext}}", table=STATS_TABLES, ext=["csv", "nc"]
+            f"{RESULTS}/stats/{{table}}.{{ext}}",
+            table=study.STATS_TABLES,
+            ext=["csv", "nc"],
         ),
+        f"{RESULTS}/stats/provenance.json",
     log:
         "logs/stats.log",
     benchmark:
@@ -53,8 +39,8 @@ rule stats:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("stats"),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "exec inrroute stats --config {params.config} --summary {input} --out-dir {params.out_dir}"
-        " > {log} 2>&1"
+        'exec inrroute stats --config "$INRROUTE_CONFIG" --summary {input}'
+        " --out-dir {params.out_dir} > {log} 2>&1"

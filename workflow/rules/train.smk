@@ -16,9 +16,9 @@ rule meta_train:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     params:
-        config=RESOLVED_CONFIG,
+        config=config_of("meta_train"),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "exec inrroute meta-train --config {params.config} --data {input.data}"
+        'exec inrroute meta-train --config "$INRROUTE_CONFIG" --data {input.data}'
         " --seed {wildcards.seed} --combination {wildcards.combo}"
         " --out-dir {params.out_dir} --threads {threads} --no-progress > {log} 2>&1"
