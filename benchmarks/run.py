@@ -81,7 +81,11 @@ def build(size: dict, seed: int = 0):
         ),
         training=TrainingConfig(batch_size=size["batch"]),
     )
-    model = MWT(ModelSpec.from_config(cfg, Combination(), ImageShape(1, size["side"], size["side"]), 10, seed))
+    model = MWT(
+        ModelSpec.from_config(
+            cfg, Combination(), ImageShape(1, size["side"], size["side"]), 10, seed
+        )
+    )
     return cfg, model
 
 

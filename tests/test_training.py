@@ -54,7 +54,9 @@ def test_different_seeds_differ(tmp_path, train_set):
 
 
 def _model(combo, cfg=None):
-    return MWT(ModelSpec.from_config(cfg or from_mapping(TINY), combo, ImageShape(1, 8, 8), 10, seed=0))
+    return MWT(
+        ModelSpec.from_config(cfg or from_mapping(TINY), combo, ImageShape(1, 8, 8), 10, seed=0)
+    )
 
 
 def test_route_adds_one_class_token():

@@ -1,24 +1,10 @@
 """The workflow: dry-runs of every config, and the smoke study end to end."""
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import xarray as xr
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run(args, cwd, timeout=1200):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+from conftest import ROOT, SNAKEMAKE, run
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
@@ -60,24 +46,6 @@ def test_default_study_dag_has_every_run(batch_runs, jobs, tmp_path):
         files = [p for job in outputs for p in job]
         assert len(files) == len(set(files)) == 48
         assert all(p.endswith(f"/{name}") for p in files)
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke study through the local profile, in a copy of the repository."""
-    work = tmp_path_factory.mktemp("smoke") / "repo"
-    shutil.copytree(
-        ROOT,
-        work,
-        ignore=shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "data"),
-    )
-    res = run(
-        SNAKEMAKE
-        + ["--profile", "profiles/local", "--configfile", "config/smoke.yaml", "--cores", "2"],
-        work,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
-    return work
 
 
 @pytest.mark.slow

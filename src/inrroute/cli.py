@@ -9,11 +9,10 @@ codes. The per-run stages after fitting are generated from ``study.RUN_STAGES``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from . import provenance as prov
@@ -26,28 +25,23 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, list]] = {}
 
 
 def command(name: str, help_text: str, *args: tuple[str, dict]):
-    def register(fn):
-        COMMANDS[name] = (fn, help_text, list(args))
-        return fn
-
-    return register
-
-
-def many(flag: str, what: str) -> tuple[str, dict]:
-    # Per-run stages take several runs in one process (Snakemake gives them the runs of one
-    # combination or one dataset, config key batch_runs), so a job pays torch's start-up
-    # once. The lists pair up by position: the i-th --model, --fitted and --out are one run.
-    return (flag, {"required": True, "nargs": "+", "help": f"{what} of each run"})
+    return lambda fn: COMMANDS.setdefault(name, (fn, help_text, list(args)))[0]
 
 
 def one(flag: str, what: str, **extra) -> tuple[str, dict]:
     return (flag, {"required": True, "help": what, **extra})
 
 
-CONFIG = one("--config", "study config YAML (validated)")
-OUT = one("--out", "output file")
-SUMMARY = one("--summary", "results/summary.nc")
-STATS_DIR = one("--stats-dir", "folder of the statistics tables")
+# Per-run stages take several runs in one process (the runs of one combination or one
+# dataset, config key batch_runs), so a job pays torch's start-up once. The lists pair up
+# by position: the i-th --model, --fitted and --out are one run.
+def many(flag: str, what: str) -> tuple[str, dict]:
+    return (flag, {"required": True, "nargs": "+", "help": f"{what} of each run"})
+
+
+CONFIG, OUT = one("--config", "study config YAML (validated)"), one("--out", "output file")
+SUMMARY, STATS_DIR = one("--summary", "summary.nc"), one("--stats-dir", "statistics folder")
+DATA, OUT_DIR = one("--data", "staged dataset .nc"), one("--out-dir", "output folder")
 PROGRESS = ("--no-progress", {"action": "store_true", "help": "hide the progress bar"})
 PER_RUN = ("model", "fitted", "out")
 
@@ -60,38 +54,10 @@ def _setup(args: argparse.Namespace, torch: bool = True) -> StudyConfig:
     return cfg
 
 
-def _runs(args: argparse.Namespace) -> Iterator[argparse.Namespace]:
-    """One namespace per run, each with a single --model / --fitted / --out path."""
-    lists = {k: v for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
-    n = len(lists["out"])
-    for i in range(n):
-        run = argparse.Namespace(**{**vars(args), **{k: v[i] for k, v in lists.items()}})
-        if n > 1:
-            log.info("run %d of %d -> %s", i + 1, n, run.out)
-        yield run
-
-
-def _check_pairing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    lengths = {f"--{k}": len(v) for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
-    if len(set(lengths.values())) > 1:
-        given = ", ".join(f"{flag}: {n} files" for flag, n in lengths.items())
-        parser.error(f"give one file per run to each of {', '.join(lengths)} ({given})")
-
-
 def _read(path: str, rule: str):
     from .io import read_netcdf
 
     return read_netcdf(path, remedy=f"Re-run the {rule} rule.")
-
-
-def _write(ds, path: str, rule: str, own: dict, inputs: list, device=None, start=None) -> None:
-    """Stamp ``ds`` with what made it (its config keys + its inputs' records), write it."""
-    from .io import write_netcdf
-
-    values = prov.combine(own, inputs)
-    seconds = time.perf_counter() - start if start is not None else None
-    ds.attrs.update(prov.netcdf_attrs(values, rule, device and str(device), seconds))
-    write_netcdf(ds, path)
 
 
 @command("check-config", "validate a config (schema + cross checks), print it resolved", CONFIG)
@@ -101,52 +67,41 @@ def cmd_check_config(args):
     print(yaml.safe_dump(load_config(args.config).to_dict(), sort_keys=False))
 
 
-@command(
-    "stage", "stage one dataset -> results/data/{dataset}.nc", CONFIG, one("--dataset", "name"), OUT
-)
+@command("stage", "stage one dataset -> {dataset}.nc", CONFIG, one("--dataset", "name"), OUT)
 def cmd_stage(args):
     from .data import run_stage
+    from .io import write_netcdf
 
     cfg, start = load_config(args.config), time.perf_counter()
+    ds = run_stage(args.dataset, cfg)
     own = prov.rule_values(cfg, "stage", args.dataset)
-    _write(run_stage(args.dataset, cfg), args.out, "stage", own, [], start=start)
+    write_netcdf(prov.stamp(ds, "stage", own, [], start=start), args.out)
 
 
 @command(
     "meta-train",
     "meta-train theta, alpha and the reader of one run (resumes from checkpoint.pt)",
     CONFIG,
-    one("--data", "staged dataset .nc"),
+    DATA,
     one("--seed", "seed", type=int),
     one("--combination", "e.g. cluster0_route0_biasroute0_densefit0"),
     one("--out-dir", "run folder: model.pt, train_log.csv, checkpoint.pt"),
     PROGRESS,
 )
 def cmd_meta_train(args):
+    from .batch import device_of
     from .data import split_of
-    from .runtime import select_device
     from .study import Combination
     from .training import meta_train
 
-    cfg = _setup(args)
-    combo = Combination.parse(args.combination)
+    cfg, combo = _setup(args), Combination.parse(args.combination)
     staged = _read(args.data, "stage")
-    record = prov.combine(
-        prov.rule_values(cfg, "meta_train"), [(args.data, prov.of_attrs(staged.attrs))]
-    )
-    train, device = split_of(staged, "train"), select_device(cfg.device)
-    path = meta_train(
-        cfg, combo, args.seed, train, args.out_dir, device, not args.no_progress, None, record
-    )
+    own = prov.rule_values(cfg, "meta_train")
+    record = prov.combine(own, [(args.data, prov.of_attrs(staged.attrs))])
+    train, device = split_of(staged, "train"), device_of(cfg)
+    progress = not args.no_progress
+    path = meta_train(cfg, combo, args.seed, train, args.out_dir, device, progress, None, record)
     log.info("model written to %s", path)
-
-
-def _model(path: str, device):
-    """A trained model and its config record (without its own device and seconds)."""
-    from .model import load_model
-
-    model = load_model(path, device)
-    return model, {k: v for k, v in model.provenance.items() if not k.startswith("inrroute_")}
 
 
 @command(
@@ -154,64 +109,28 @@ def _model(path: str, device):
     "fit one SIREN per train and test image with a trained model -> fitted.nc",
     CONFIG,
     many("--model", "trained model.pt"),
-    one("--data", "staged dataset .nc"),
+    DATA,
     many("--out", "output fitted.nc"),
     PROGRESS,
 )
 def cmd_fit(args):
-    from .fitting import run_fit
-    from .runtime import select_device
+    from .batch import fit_runs
 
-    cfg = _setup(args)
-    device, staged = select_device(cfg.device), _read(args.data, "stage")
-    for run in _runs(args):
-        start = time.perf_counter()
-        model, record = _model(run.model, device)
-        try:
-            ds = run_fit(model, staged, cfg, device, not args.no_progress)
-        except FloatingPointError as exc:
-            raise FloatingPointError(
-                f"{exc} (model {run.model}, data {args.data}); {run.out} was not written. "
-                "Check the run's train_log.csv, then re-run its meta_train rule with a lower "
-                "training.lr or model.alpha_init_high."
-            ) from exc
-        inputs = [(run.model, record), (args.data, prov.of_attrs(staged.attrs))]
-        _write(ds, run.out, "fit", prov.rule_values(cfg, "fit"), inputs, device, start)
+    fit_runs(_setup(args), args.model, args.data, args.out, not args.no_progress)
 
 
 def per_run_command(stage: RunStage) -> None:
-    """Register ``inrroute <stage.command>``: run_<rule> over every given run."""
-    flags = [many("--model", "trained model.pt")] if stage.needs_model else []
+    """Register ``inrroute <stage.command>`` over every run it is given."""
 
     def cmd(args):
-        uses_torch = stage.needs_model or stage.gpu
-        cfg = _setup(args, torch=uses_torch)
-        run_stage = getattr(
-            importlib.import_module(f"inrroute.{stage.module}"), f"run_{stage.rule}"
-        )
-        device = None
-        if uses_torch:
-            from .runtime import select_device
+        from .batch import stage_runs
 
-            device = select_device(cfg.device)
-        for run in _runs(args):
-            start = time.perf_counter()
-            model, record = _model(run.model, device) if stage.needs_model else (None, {})
-            fitted = _read(run.fitted, "fit")
-            inputs = [(run.fitted, prov.of_attrs(fitted.attrs))]
-            inputs += [(run.model, record)] if stage.needs_model else []
-            ds = run_stage(model, fitted, cfg, device)
-            own = prov.rule_values(cfg, stage.rule)
-            _write(ds, run.out, stage.rule, own, inputs, device or "cpu", start)
+        cfg = _setup(args, torch=stage.needs_model or stage.gpu)
+        stage_runs(stage, cfg, getattr(args, "model", None), args.fitted, args.out)
 
-    command(
-        stage.command,
-        stage.help,
-        CONFIG,
-        *flags,
-        many("--fitted", "fitted.nc"),
-        many("--out", f"output {stage.output}"),
-    )(cmd)
+    model = [many("--model", "trained model.pt")] if stage.needs_model else []
+    fitted, out = many("--fitted", "fitted.nc"), many("--out", f"output {stage.output}")
+    command(stage.command, stage.help, CONFIG, *model, fitted, out)(cmd)
 
 
 for _stage in RUN_STAGES:
@@ -229,44 +148,23 @@ def cmd_aggregate(args):
 def _tables(stats_dir: str) -> dict:
     from .io import read_csv
 
-    return {
-        name: read_csv(Path(stats_dir) / f"{name}.csv", remedy="Re-run the stats rule.")
-        for name in STATS_TABLES
-    }
+    folder, remedy = Path(stats_dir), "Re-run the stats rule."
+    return {t: read_csv(folder / f"{t}.csv", remedy=remedy) for t in STATS_TABLES}
 
 
-@command(
-    "stats", "statistics tables -> results/stats/", CONFIG, SUMMARY, one("--out-dir", "folder")
-)
+@command("stats", "statistics tables -> results/stats/", CONFIG, SUMMARY, OUT_DIR)
 def cmd_stats(args):
+    from .io import write_text
     from .stats import run_stats, write_tables
 
     cfg, summary = load_config(args.config), _read(args.summary, "aggregate")
-    record = prov.combine(
-        prov.rule_values(cfg, "stats"), [(args.summary, prov.of_attrs(summary.attrs))]
-    )
+    own = prov.rule_values(cfg, "stats")
+    record = prov.combine(own, [(args.summary, prov.of_attrs(summary.attrs))])
     write_tables(run_stats(summary, cfg), args.out_dir)
-    _write_sidecar(record, "stats", args.out_dir)
+    write_text(prov.sidecar_text(record, "stats"), Path(args.out_dir) / prov.SIDECAR)
 
 
-def _write_sidecar(record: dict, rule: str, folder: str) -> None:
-    """provenance.json beside CSV tables, which have no attributes of their own."""
-    import json
-
-    from .io import write_text
-
-    stamp = prov.netcdf_attrs(record, rule)
-    stamp[prov.CONFIG_ATTR] = record
-    write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n", Path(folder) / prov.SIDECAR)
-
-
-@command(
-    "figures",
-    "token flow, interventions, interactions, geometry PNGs",
-    SUMMARY,
-    STATS_DIR,
-    one("--out-dir", "folder"),
-)
+@command("figures", "the study's figures (PNG)", SUMMARY, STATS_DIR, OUT_DIR)
 def cmd_figures(args):
     from .figures import run_figures, save_figure
 
@@ -280,7 +178,7 @@ def cmd_figures(args):
     "grid of test images beside their SIREN reconstructions",
     CONFIG,
     one("--model", "trained model.pt"),
-    one("--data", "staged dataset .nc"),
+    DATA,
     ("--count", {"type": int, "default": 16}),
     OUT,
 )
@@ -299,14 +197,7 @@ def cmd_reconstructions(args):
     save_figure(reconstructions_figure(images, recon, labels, scores, title), args.out)
 
 
-@command(
-    "findings",
-    "write FINDINGS.md from the summary and the statistics",
-    CONFIG,
-    SUMMARY,
-    STATS_DIR,
-    OUT,
-)
+@command("findings", "FINDINGS.md from the summary and statistics", CONFIG, SUMMARY, STATS_DIR, OUT)
 def cmd_findings(args):
     from .findings import run_findings
     from .io import write_text
@@ -333,18 +224,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=None, help="threads (default: job's CPUs)")
         p.set_defaults(func=fn, parser=p)
     args = parser.parse_args(argv)
-    _check_pairing(args, args.parser)
+    lengths = {f"--{k}": len(v) for k in PER_RUN if isinstance(v := getattr(args, k, None), list)}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{flag}: {n} files" for flag, n in lengths.items())
+        args.parser.error(f"give one file per run to each of {', '.join(lengths)} ({given})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         args.func(args)
     except BaseException as exc:
-        code = exit_code(exc)
-        if code is None:
+        if (code := exit_code(exc)) is None:
             raise
-        if code == 143:  # SIGTERM: checkpoint written; re-running resumes
-            log.warning("%s", exc.message)
-        else:
-            log.error("%s", exc)
+        # 143: SIGTERM, checkpoint written, re-running resumes
+        (log.warning if code == 143 else log.error)("%s", getattr(exc, "message", exc))
         return code
     return 0
 

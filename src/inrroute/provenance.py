@@ -105,6 +105,27 @@ def netcdf_attrs(
     return attrs
 
 
+def stamp(ds, rule: str, own: Mapping, inputs: Iterable, device=None, start=None) -> Any:
+    """``ds`` with the record of what made it: ``own`` values plus its inputs' records,
+    the device and the seconds since ``start`` (a time.perf_counter() value)."""
+    import time
+
+    seconds = time.perf_counter() - start if start is not None else None
+    ds.attrs.update(netcdf_attrs(combine(own, inputs), rule, device and str(device), seconds))
+    return ds
+
+
+def of_model(model: Any) -> dict[str, Any]:
+    """The config record of a loaded model (without its own device and seconds)."""
+    return {k: v for k, v in model.provenance.items() if not k.startswith("inrroute_")}
+
+
+def sidecar_text(record: Mapping[str, Any], rule: str) -> str:
+    """provenance.json beside CSV tables, which have no attributes of their own."""
+    stamp_ = {**netcdf_attrs(record, rule), CONFIG_ATTR: dict(record)}
+    return json.dumps(stamp_, indent=2, sort_keys=True) + "\n"
+
+
 def of_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The config record stored in a netCDF file's attributes ({} for files made before)."""
     text = attrs.get(CONFIG_ATTR)
