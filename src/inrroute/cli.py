@@ -314,28 +314,20 @@ def cmd_aggregate(args):
 )
 def cmd_stats(args):
     from .io import read_netcdf
-    from .stats import compute_all, write_tables
+    from .stats import run_stats, write_tables
 
     cfg = load_config(args.config)
     ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    write_tables(compute_all(ds, cfg.stats.bootstrap, cfg.stage_seed), args.out_dir)
-
-
-TABLES = (
-    "anova",
-    "cluster_effect",
-    "geometry_correlation",
-    "tokenflow_curve",
-    "variants_vs_baseline",
-)
+    write_tables(run_stats(ds, cfg), args.out_dir)
 
 
 def _tables(stats_dir: str) -> dict:
     from .io import read_csv
+    from .study import STATS_TABLES
 
     return {
         name: read_csv(Path(stats_dir) / f"{name}.csv", remedy="Re-run the stats rule.")
-        for name in TABLES
+        for name in STATS_TABLES
     }
 
 
@@ -348,16 +340,12 @@ def _tables(stats_dir: str) -> dict:
     ("--out-dir", {"required": True}),
 )
 def cmd_figures(args):
-    from . import figures as F
+    from .figures import run_figures, save_figure
     from .io import read_netcdf
 
     ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    tables = _tables(args.stats_dir)
-    out = Path(args.out_dir)
-    F.save_figure(F.tokenflow_figure(tables["tokenflow_curve"], ds), out / "tokenflow.png")
-    F.save_figure(F.interventions_figure(ds), out / "interventions.png")
-    F.save_figure(F.interactions_figure(ds), out / "interactions.png")
-    F.save_figure(F.geometry_vs_accuracy_figure(ds), out / "geometry_vs_accuracy.png")
+    for name, fig in run_figures(ds, _tables(args.stats_dir)).items():
+        save_figure(fig, Path(args.out_dir) / f"{name}.png")
 
 
 @command(
@@ -406,11 +394,12 @@ def cmd_reconstructions(args):
     OUT,
 )
 def cmd_findings(args):
-    from .findings import findings_markdown
+    from .findings import run_findings
     from .io import read_netcdf, write_text
 
+    cfg = load_config(args.config)
     ds = read_netcdf(args.summary, remedy="Re-run the aggregate rule.")
-    write_text(findings_markdown(ds, _tables(args.stats_dir)), args.out)
+    write_text(run_findings(ds, _tables(args.stats_dir), cfg), args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

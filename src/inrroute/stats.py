@@ -126,7 +126,13 @@ VERDICT_COLUMNS = [
     "ci_high", "ci90_low", "ci90_high", "threshold", "p", "p_holm", "mde", "n_seeds",
     "outcome", "rule",
 ]  # fmt: skip
+INTERACTION_COLUMNS = [
+    "dataset", "response", "factor_a", "level_a", "factor_b", "level_b",
+    "estimate", "ci_low", "ci_high", "n_seeds",
+]  # fmt: skip
+INTERACTION_RESPONSES = ("reader_accuracy", "knn_consistency")
 COLUMNS = {
+    "interaction_means": INTERACTION_COLUMNS,
     "anova": ANOVA_COLUMNS,
     "cluster_effect": CLUSTER_COLUMNS,
     "geometry_correlation": CORR_COLUMNS,
@@ -597,6 +603,23 @@ def _drop_row(name, level, label, kind, per_seed: pd.Series, part: pd.DataFrame,
             "ci90_high": res["ci90_high"], "n_runs": len(part)}  # fmt: skip
 
 
+def interaction_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Cell means of every factor pair for the interaction plots, with seed-level 95% CIs:
+    per seed the mean over the other factors, then a t-interval across seeds."""
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        for response in (r for r in INTERACTION_RESPONSES if r in sub.columns):
+            for a, b in itertools.combinations(FACTORS, 2):
+                per_seed = sub.groupby([a, b, "seed"])[response].mean()
+                for (la, lb), values in per_seed.groupby(level=[0, 1]):
+                    res = seed_test(values)
+                    rows.append({"dataset": name, "response": response, "factor_a": a,
+                                 "level_a": int(la), "factor_b": b, "level_b": int(lb),
+                                 **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
+                                                        "n_seeds")}})  # fmt: skip
+    return _frame(rows, INTERACTION_COLUMNS)
+
+
 # --------------------------------------------------------------------------- correlations
 
 
@@ -921,6 +944,7 @@ def _outcomes(rows: pd.DataFrame, v: VerdictConfig) -> list[str]:
 
 
 INFORMATIVE = ("mean_drop",)  # reported beside a verdict, not required by it
+UNTESTED = (*INFORMATIVE, "shuffle_equivalent_to_zero")  # outside the Holm family
 VERDICT_RULES = {
     "clustered": "yes when cluster_raises_knn, cluster_raises_accuracy and "
     "geometry_tracks_accuracy are all yes; no when cluster_raises_knn is yes but "
@@ -984,7 +1008,7 @@ def verdict_table(
     crit = _frame(rows, VERDICT_COLUMNS)
     if crit.empty:
         return crit
-    tested = np.where(crit["criterion"].isin(INFORMATIVE), np.nan, crit["p"].astype(float))
+    tested = np.where(crit["criterion"].isin(UNTESTED), np.nan, crit["p"].astype(float))
     crit["p_holm"] = (
         pd.Series(tested, index=crit.index)
         .groupby([crit["dataset"], crit["question"], crit["scope"]], sort=False)
@@ -1038,6 +1062,7 @@ def compute_all(
         "variants_vs_baseline": variants_vs_baseline(df),
         "intervention_drops": drops,
         "verdicts": verdict_table(df, drops, verdicts),
+        "interaction_means": interaction_means(df),
     }
     add_study_bh(tables)
     return {name: tables[name] for name in STATS_TABLES}

@@ -274,5 +274,6 @@ STATS_TABLES: tuple[str, ...] = (
     "variants_vs_baseline",
     "intervention_drops",
     "verdicts",
+    "interaction_means",
 )
 FIGURES: tuple[str, ...] = ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy")
