@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from inrroute.config import FACTOR_NAMES as FACTORS
-from inrroute.interventions import INTERVENTIONS
+from inrroute.study import FACTOR_NAMES as FACTORS
+from inrroute.study import INTERVENTIONS
 
 # Mean accuracy drop of each intervention relative to "none" (bias_only is a level).
 _DROP = {
@@ -163,3 +163,204 @@ def make_summary(
     for k, (long_name, units) in _ATTRS.items():
         ds[k].attrs.update(long_name=long_name, units=units)
     return ds
+
+
+# --------------------------------------------------------------------------- simulated studies
+
+SIM_DEPTHS = ("input", "projection", "block1", "block2")
+SIM_SCALARS = {  # variable -> base level
+    "reader_accuracy": 0.95,
+    "psnr": 25.0,
+    "knn_consistency": 0.8,
+    "knn_accuracy": 0.9,
+    "ncm_accuracy": 0.85,
+    "linear_probe_accuracy": 0.95,
+    "silhouette": 0.2,
+    "fisher_ratio": 1.0,
+    "fresh_reader_accuracy": 0.94,
+}
+
+
+def _random_part(rng, shape, sd_seed, sd_factor_seed, sd_run):
+    """Seed main effect + factor x seed shifts (every factor) + run noise on the grid
+    (seed, cluster, route, bias_route, dense_fit): the seed is the independent unit."""
+    n_seeds = shape[0]
+    out = sd_seed * rng.normal(size=(n_seeds, 1, 1, 1, 1)) + sd_run * rng.normal(size=shape)
+    for axis in range(1, 5):
+        sign = np.array([-1.0, 1.0]).reshape([2 if a == axis else 1 for a in range(5)])
+        shift = sd_factor_seed * rng.normal(size=(n_seeds, 1, 1, 1, 1))
+        out = out + 0.5 * sign * shift
+    return out
+
+
+def simulate_study(
+    rng: np.random.Generator,
+    n_seeds: int = 3,
+    sd_seed: float = 0.01,
+    sd_factor_seed: float = 0.01,
+    sd_run: float = 0.005,
+    planted: Mapping[str, float] | None = None,
+) -> xr.Dataset:
+    """One simulated default-shaped study (summary.nc layout, one dataset ``digits``).
+
+    Every variable gets independent seed-level random effects (seed main effect sd
+    ``sd_seed``, a per-seed shift of every factor's effect sd ``sd_factor_seed``) and run
+    noise ``sd_run``. Under ``planted=None`` nothing is related to anything: the null
+    study of the calibration. ``planted`` adds effects, each on its own variables so they
+    do not interfere:
+
+    - ``cluster_knn``: cluster (on - off) raises knn_consistency by this much;
+    - ``interaction_psnr``: cluster x route interaction on psnr (+-value / 2 per cell);
+    - ``variant_probe``: the all-on combination raises linear_probe_accuracy;
+    - ``shared_ncm``: run-level noise shared by ncm_accuracy and reader_accuracy with this
+      sd (a within-cell correlation);
+    - ``rise``: the block depths' consistency follows reader accuracy (slope), the
+      exposed phi and the reader's input/projection do not;
+    - ``bias_drop``: bias_zero and bias_shuffle drop accuracy by this much (the col_*
+      controls by nothing), only where bias_route = 1;
+    - ``reader_gap``: the trained reader beats the fresh one by this much.
+    """
+    planted = dict(planted or {})
+    shape = (n_seeds, 2, 2, 2, 2)
+    grid = np.meshgrid(*(np.arange(2),) * 4, indexing="ij")
+    c, r, b, d = (g[None].astype(float) for g in grid)
+
+    def noise(scale=1.0):
+        return scale * _random_part(rng, shape, sd_seed, sd_factor_seed, sd_run)
+
+    vals = {k: base + noise() for k, base in SIM_SCALARS.items()}
+    vals["psnr"] = SIM_SCALARS["psnr"] + noise(50.0)  # dB: a larger scale
+    vals["knn_consistency"] = vals["knn_consistency"] + planted.get("cluster_knn", 0.0) * c
+    vals["psnr"] = vals["psnr"] + planted.get("interaction_psnr", 0.0) * (c - 0.5) * (r - 0.5) * 2
+    vals["linear_probe_accuracy"] = vals["linear_probe_accuracy"] + planted.get(
+        "variant_probe", 0.0
+    ) * (c * r * b * d)
+    shared = planted.get("shared_ncm", 0.0) * rng.normal(size=shape)
+    vals["reader_accuracy"] = vals["reader_accuracy"] + shared
+    vals["ncm_accuracy"] = vals["ncm_accuracy"] + shared
+    vals["fresh_reader_accuracy"] = (
+        vals["fresh_reader_accuracy"] - SIM_SCALARS["fresh_reader_accuracy"]
+        + vals["reader_accuracy"] - planted.get("reader_gap", 0.0)
+    )  # fmt: skip
+    acc = vals["reader_accuracy"]
+    tokenflow = np.stack([0.8 + noise() for _ in SIM_DEPTHS], axis=-1)
+    slope = planted.get("rise", 0.0)
+    for i, depth in enumerate(SIM_DEPTHS):
+        if depth.startswith("block"):
+            tokenflow[..., i] += slope * (acc - SIM_SCALARS["reader_accuracy"])
+    drops = {z: noise(0.5) for z in INTERVENTIONS if z != "none"}  # null: no drop at all
+    for z in ("bias_zero", "bias_shuffle"):
+        drops[z] = drops[z] + planted.get("bias_drop", 0.0) * b
+    interv = np.stack([acc if z == "none" else acc - drops[z] for z in INTERVENTIONS], axis=-1)
+    dims = ("dataset", "seed", *FACTORS)
+    coords = {"dataset": ["digits"], "seed": np.arange(n_seeds), **{f: [0, 1] for f in FACTORS}}
+    ds = xr.Dataset({k: (dims, v[None]) for k, v in vals.items()}, coords=coords)
+    ds["tokenflow_consistency"] = ((*dims, "depth"), tokenflow[None])
+    ds["intervention_accuracy"] = ((*dims, "intervention"), interv[None])
+    ds["ran"] = (dims, np.ones((1, *shape), dtype=bool))
+    return ds.assign_coords(depth=list(SIM_DEPTHS), intervention=list(INTERVENTIONS))
+
+
+# --------------------------------------------------------------------------- calibration
+
+# Planted effects of the power study (each on its own variables; see simulate_study).
+PLANTED = {
+    "cluster_knn": 0.05,
+    "interaction_psnr": 1.0,
+    "variant_probe": 0.1,
+    "shared_ncm": 0.02,
+    "rise": 8.0,
+    "bias_drop": 0.05,
+    "reader_gap": 0.04,
+}
+
+
+def _p(table, **match) -> np.ndarray:
+    keep = np.ones(len(table), dtype=bool)
+    for col, value in match.items():
+        keep &= table[col].astype(str).to_numpy() == str(value)
+    return table.loc[keep, "p"].to_numpy(float)
+
+
+def family_pvalues(tables) -> dict[str, tuple[np.ndarray, str]]:
+    """Per reported test family, the p-values of one simulated study that the null
+    calibration counts, and (as the second element) the planted effect that the power
+    study uses for that family's test of interest, with the p-values that test it."""
+    anova, corr = tables["anova"], tables["geometry_correlation"]
+    terms = anova[anova["term"].str.contains("C\\(cluster\\)|C\\(route\\)|C\\(bias|C\\(dense")]
+    drops, verdicts = tables["intervention_drops"], tables["verdicts"]
+    return {
+        # family: (null p-values, power p-values)
+        "anova: every factorial term (reader_accuracy)": (
+            _p(terms, response="reader_accuracy"),
+            _p(anova, response="psnr", term="C(cluster):C(route)"),
+        ),
+        "anova: cluster term (reader_accuracy)": (
+            _p(anova, response="reader_accuracy", term="C(cluster)"),
+            _p(anova, response="knn_consistency", term="C(cluster)"),
+        ),
+        "cluster_effect": (
+            _p(tables["cluster_effect"], response="reader_accuracy"),
+            _p(tables["cluster_effect"], response="knn_consistency"),
+        ),
+        "variants_vs_baseline": (
+            _p(tables["variants_vs_baseline"], response="reader_accuracy"),
+            _p(
+                tables["variants_vs_baseline"],
+                response="linear_probe_accuracy",
+                combination="cluster1_route1_biasroute1_densefit1",
+            ),
+        ),
+        "geometry_correlation pooled": (
+            _p(corr, metric="knn_consistency", kind="pooled"),
+            _p(corr, metric="ncm_accuracy", kind="pooled"),
+        ),
+        "geometry_correlation within_cells": (
+            _p(corr, metric="knn_consistency", kind="within_cells"),
+            _p(corr, metric="ncm_accuracy", kind="within_cells"),
+        ),
+        "tokenflow_curve (per depth)": (
+            tables["tokenflow_curve"]["p"].to_numpy(float),
+            _p(tables["tokenflow_curve"], depth="block2"),
+        ),
+        "intervention_drops: bias_shuffle drop": (
+            _p(drops, intervention="bias_shuffle", bias_route="1"),
+            _p(drops, intervention="bias_shuffle", bias_route="1"),
+        ),
+        "intervention_drops: bias_shuffle - col_shuffle": (
+            _p(drops, intervention="bias_shuffle - col_shuffle", bias_route="1"),
+            _p(drops, intervention="bias_shuffle - col_shuffle", bias_route="1"),
+        ),
+        "verdicts: rise over phi (routed)": (
+            _p(verdicts, criterion="rise_over_phi"),
+            _p(verdicts, criterion="rise_over_phi"),
+        ),
+        "verdicts: trained - fresh reader": (
+            _p(verdicts, criterion="trained_beats_fresh"),
+            _p(verdicts, criterion="trained_beats_fresh"),
+        ),
+    }
+
+
+def calibrate(
+    n_studies: int, planted: Mapping[str, float] | None, seed: int = 0, alpha: float = 0.05
+) -> dict[str, float]:
+    """Rejection rate at ``alpha`` of every test family over simulated studies fed to
+    ``inrroute.stats.compute_all`` in-process (no bootstrap: the p-values are seed-level
+    tests), plus the rate of 'yes' verdicts per question. Null (``planted=None``): the
+    false-positive rate over all of a family's tests; planted: the power of its test of
+    interest."""
+    from inrroute import stats
+
+    rng = np.random.default_rng(seed)
+    hits: dict[str, list[float]] = {}
+    for _ in range(n_studies):
+        tables = stats.compute_all(simulate_study(rng, planted=planted), n_boot=0)
+        for family, (null_p, power_p) in family_pvalues(tables).items():
+            p = null_p if planted is None else power_p
+            hits.setdefault(family, []).extend((p[np.isfinite(p)] < alpha).astype(float))
+        verdicts = tables["verdicts"]
+        for _, r in verdicts[verdicts["criterion"] == "verdict"].iterrows():
+            key = f"verdict yes: {r['question']} ({r['scope']})"
+            hits.setdefault(key, []).append(float(r["outcome"] == "yes"))
+    return {k: float(np.mean(v)) for k, v in hits.items()}

@@ -10,34 +10,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from inrroute import figures
+from inrroute import figures, stats
+from inrroute.study import FIGURES
 from synthetic import make_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMOKE_COMBOS = [(0, 0, 0, 0), (1, 1, 1, 1)]
-
-
-def curve_table(ds: xr.Dataset) -> pd.DataFrame:
-    """A tokenflow_curve-shaped table computed directly (no dependency on stats.py)."""
-    rows = []
-    for name in figures.dataset_names(ds):
-        acc = ds["reader_accuracy"].sel(dataset=name).values
-        for i, depth in enumerate(ds["depth"].values):
-            x = ds["tokenflow_consistency"].sel(dataset=name, depth=depth).values
-            rho, n = figures.spearman(x, acc)
-            rows.append(
-                {
-                    "dataset": name,
-                    "depth": str(depth),
-                    "depth_index": i,
-                    "spearman_rho": rho,
-                    "p": 0.01,
-                    "ci_low": rho - 0.2,
-                    "ci_high": min(rho + 0.2, 1.0),
-                    "n": n,
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def assert_png(path: Path) -> None:
@@ -61,47 +39,49 @@ def summary(request: pytest.FixtureRequest) -> xr.Dataset:
     return request.getfixturevalue(request.param)
 
 
-def test_tokenflow_figure(summary: xr.Dataset, tmp_path: Path) -> None:
-    fig = figures.tokenflow_figure(curve_table(summary), summary)
-    figures.save_figure(fig, tmp_path / "tokenflow.png")
-    assert_png(tmp_path / "tokenflow.png")
+@pytest.fixture
+def tables(summary: xr.Dataset) -> dict[str, pd.DataFrame]:
+    return stats.compute_all(summary, n_boot=50)
 
 
-def test_tokenflow_figure_undefined_curve(smoke: xr.Dataset, tmp_path: Path) -> None:
-    curve = curve_table(smoke).assign(spearman_rho=np.nan, ci_low=np.nan, ci_high=np.nan)
-    figures.save_figure(figures.tokenflow_figure(curve, smoke), tmp_path / "t.png")
-    assert_png(tmp_path / "t.png")
+def test_run_figures_renders_every_figure(summary, tables, tmp_path: Path) -> None:
+    figs = figures.run_figures(summary, tables)
+    assert list(figs) == list(FIGURES)
+    for name, fig in figs.items():
+        figures.save_figure(fig, tmp_path / f"{name}.png")
+        assert_png(tmp_path / f"{name}.png")
 
 
-def test_interventions_figure(summary: xr.Dataset, tmp_path: Path) -> None:
-    fig = figures.interventions_figure(summary)
-    figures.save_figure(fig, tmp_path / "interventions.png")
-    assert_png(tmp_path / "interventions.png")
+def test_figures_render_without_tables(summary, tmp_path: Path) -> None:
+    for name, fig in figures.run_figures(summary, {}).items():
+        figures.save_figure(fig, tmp_path / f"{name}.png")
+        assert_png(tmp_path / f"{name}.png")
 
 
-@pytest.mark.parametrize("response", ["reader_accuracy", "knn_consistency"])
-def test_interactions_figure(summary: xr.Dataset, response: str, tmp_path: Path) -> None:
-    fig = figures.interactions_figure(summary, response=response)
-    assert len([ax for ax in fig.axes if ax.has_data()]) >= 6
-    figures.save_figure(fig, tmp_path / "interactions.png")
-    assert_png(tmp_path / "interactions.png")
+def test_interventions_put_bias_only_on_its_own_axis(full, tmp_path: Path) -> None:
+    fig = figures.interventions_figure(
+        stats.compute_all(full, n_boot=0)["intervention_drops"], full
+    )
+    left, right = fig.axes[0], fig.axes[1]
+    assert "bias_only" not in [t.get_text() for t in left.get_xticklabels()]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["bias_only"]
+    # make_summary drops 0.01-0.3 for the small ones and 0.45 for bias_only
+    assert left.get_ylim()[1] < right.get_ylim()[1]
 
 
-def test_geometry_vs_accuracy_figure(summary: xr.Dataset, tmp_path: Path) -> None:
-    fig = figures.geometry_vs_accuracy_figure(summary)
+def test_interaction_titles_carry_the_anova_test(full) -> None:
+    tables = stats.compute_all(full, n_boot=0)
+    fig = figures.interactions_figure(tables["interaction_means"], tables["anova"], full)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == len(figures.GEOMETRY_METRICS)
-    assert all("rho=" in t for t in titles)
-    figures.save_figure(fig, tmp_path / "geometry.png")
-    assert_png(tmp_path / "geometry.png")
+    assert titles and all("interaction Holm p" in t for t in titles)
+    assert any(line.get_children() for ax in fig.axes for line in ax.containers)  # CI bars
 
 
-def test_geometry_rho_undefined_with_two_runs(tmp_path: Path) -> None:
-    ds = make_summary(seeds=(0, 1), combos=[(0, 0, 0, 0)])
-    fig = figures.geometry_vs_accuracy_figure(ds)
-    assert all("rho=n/a" in ax.get_title() for ax in fig.axes if ax.get_title())
-    figures.save_figure(fig, tmp_path / "g.png")
-    assert_png(tmp_path / "g.png")
+def test_geometry_titles_quote_pooled_and_within_cell_rho(full) -> None:
+    tables = stats.compute_all(full, n_boot=0)
+    fig = figures.geometry_vs_accuracy_figure(full, tables["geometry_correlation"])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles and all("pooled" in t and "within cells" in t for t in titles)
 
 
 @pytest.mark.parametrize("channels,n", [(1, 5), (3, 10)])

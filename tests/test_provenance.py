@@ -63,7 +63,7 @@ DOWNSTREAM = {"aggregate", "stats", "figures", "findings", "all"}
             {"fit", "reconstructions", *(s.rule for s in RUN_STAGES), *DOWNSTREAM},
         ),
         # stats.bootstrap: only the statistics and what follows them.
-        ({"stats": {"bootstrap": 60}}, {"stats", "findings"}, DOWNSTREAM),
+        ({"stats": {"bootstrap": 60}}, {"stats"}, DOWNSTREAM),
     ],
     ids=["probes.knn_k", "training.lr", "stats.bootstrap"],
 )

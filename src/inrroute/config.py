@@ -96,6 +96,21 @@ class StatsConfig:
 
 
 @dataclass(frozen=True)
+class VerdictConfig:
+    """Thresholds of the pre-stated verdict rules (schema section ``verdicts``)."""
+
+    alpha: float = 0.05
+    power: float = 0.8
+    cluster_min_knn_effect: float = 0.02
+    cluster_min_accuracy_effect: float = 0.005
+    geometry_min_rho: float = 0.3
+    routing_min_rise: float = 0.3
+    bias_min_drop: float = 0.02
+    bias_equivalence_margin: float = 0.01
+    reader_min_gap: float = 0.01
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     results_dir: str = "results"
     data_root: str = "data"
@@ -114,6 +129,7 @@ class StudyConfig:
     fit: FitConfig = FitConfig()
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
+    verdicts: VerdictConfig = VerdictConfig()
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:
@@ -214,6 +230,7 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         fit=FitConfig(**d["fit"]),
         probes=ProbeConfig(**d["probes"]),
         stats=StatsConfig(**d["stats"]),
+        verdicts=VerdictConfig(**d["verdicts"]),
     )
     _check_cross_fields(cfg)
     return cfg

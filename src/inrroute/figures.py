@@ -1,10 +1,12 @@
 """Figures of the study (matplotlib, Agg backend, PNG).
 
-Every function takes the gathered summary (``results/summary.nc``) or a statistics table
-and returns a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it atomically.
-Figures must also render for a smoke run (one dataset, two seeds, two combinations), so
-single-level factors, missing combinations (NaN cells) and undefined correlations are
-drawn as notes instead of raising.
+:func:`run_figures` draws every figure of ``study.FIGURES`` from the gathered summary and
+the statistics tables. Figures compute no statistics: every mean, interval, correlation
+and significance mark is read from a table of ``inrroute.stats``; the summary supplies
+only the per-run values drawn as points or thin lines. :func:`save_figure` writes a
+figure atomically. Figures must also render for a smoke run (one dataset, two seeds, two
+combinations), so single-level factors, missing combinations (NaN cells) and undefined
+correlations are drawn as notes instead of raising.
 """
 
 from __future__ import annotations
@@ -22,19 +24,41 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from scipy import stats
+from matplotlib.lines import Line2D
 
-from inrroute.findings import intervention_drops, mean_ci
 from inrroute.io import atomic_path
 
-from .stats import FACTORS, GEOMETRY_METRICS
+from .study import (
+    FACTOR_NAMES,
+    FIGURES,
+    GEOMETRY_METRICS,
+    INTERVENTIONS_BIAS,
+    INTERVENTIONS_CONTROL,
+)
 
+FACTORS = FACTOR_NAMES
 DPI = 120
 BIAS_COLOUR = "tab:red"
 CONTROL_COLOUR = "tab:grey"
-RHO_THRESHOLD = 0.5  # the level findings.py uses to say where the token-flow curve rises
+LEVEL_COLOURS = ("tab:blue", "tab:orange")
+ALPHA = 0.05  # significance mark on the interaction plots (Holm p within the ANOVA)
 MAX_RECON_COLUMNS = 8
+
+
+def run_figures(summary: xr.Dataset, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+    """The figures stage: one Figure per name in study.FIGURES."""
+    empty = pd.DataFrame()
+    figs = {
+        "tokenflow": tokenflow_figure(tables.get("tokenflow_curve", empty), summary),
+        "interventions": interventions_figure(tables.get("intervention_drops", empty), summary),
+        "interactions": interactions_figure(
+            tables.get("interaction_means", empty), tables.get("anova", empty), summary
+        ),
+        "geometry_vs_accuracy": geometry_vs_accuracy_figure(
+            summary, tables.get("geometry_correlation", empty)
+        ),
+    }
+    return {name: figs[name] for name in FIGURES}
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
@@ -52,18 +76,6 @@ def dataset_names(ds: xr.Dataset) -> list[str]:
     return [str(d) for d in ds["dataset"].values]
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Spearman rho over pairs where both are finite; NaN when undefined (n < 3, constant)."""
-    x = np.asarray(x, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    n = int(keep.sum())
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), n
-    return float(stats.spearmanr(x, y).statistic), n
-
-
 def note(ax: plt.Axes, text: str) -> None:
     """Write an explanatory note in the middle of an otherwise empty panel."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
@@ -77,163 +89,254 @@ def subplot_grid(nrows: int, ncols: int, width: float, height: float) -> tuple[F
     return fig, axes
 
 
+def _of(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    if table is None or table.empty or "dataset" not in table:
+        return pd.DataFrame()
+    return table[table["dataset"].astype(str) == name]
+
+
+def _floats(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+
+
+# ------------------------------------------------------------------ token flow
+
+
 def tokenflow_figure(curve: pd.DataFrame, ds: xr.Dataset) -> Figure:
-    """Per dataset: Spearman rho of per-depth consistency with reader accuracy (left, CI band)
-    and mean token-flow consistency per depth for cluster off versus on (right)."""
+    """Per dataset: Spearman rho per depth with its per-depth CI and the joint band
+    (left), and every run's class consistency per depth, coloured by cluster (right)."""
     names = dataset_names(ds)
-    depths = [str(d) for d in ds["depth"].values]
-    fig, axes = subplot_grid(len(names), 2, 5.0, 3.2)
+    fig, axes = subplot_grid(len(names), 2, 5.2, 3.4)
     for row, name in enumerate(names):
-        plot_tokenflow_curve(axes[row, 0], curve, name, depths)
-        plot_tokenflow_consistency(axes[row, 1], ds, name, depths)
+        plot_tokenflow_curve(axes[row, 0], _of(curve, name), name)
+        plot_tokenflow_runs(axes[row, 1], ds, name)
     fig.suptitle("Token flow: where class consistency predicts reader accuracy")
     return fig
 
 
-def plot_tokenflow_curve(ax: plt.Axes, curve: pd.DataFrame, name: str, depths: list[str]) -> None:
-    """Left panel: rho per depth with its confidence band."""
-    sub = curve[curve["dataset"].astype(str) == name].sort_values("depth_index")
+def plot_tokenflow_curve(ax: plt.Axes, sub: pd.DataFrame, name: str) -> None:
+    """Left panel: rho per depth (phi first), 95% CI bars, joint band shaded."""
     ax.set_title(f"{name}: Spearman rho vs reader accuracy", fontsize=9)
-    ax.set_xticks(range(len(depths)), depths, rotation=45, ha="right", fontsize=7)
     ax.set_ylim(-1.05, 1.05)
     ax.axhline(0.0, color="black", lw=0.6)
-    ax.axhline(RHO_THRESHOLD, color="grey", lw=0.6, ls="--")
-    ax.set_ylabel("Spearman rho")
-    rho = sub["spearman_rho"].to_numpy(dtype=float)
-    if sub.empty or not np.isfinite(rho).any():
-        n = int(sub["n"].max()) if not sub.empty and sub["n"].notna().any() else 0
-        note(ax, f"correlation undefined\n({n} runs; needs >= 3 with varying accuracy)")
+    ax.set_ylabel("Spearman rho (all runs)")
+    if sub.empty or not np.isfinite(_floats(sub, "spearman_rho")).any():
+        note(ax, "correlation undefined\n(needs >= 3 runs with varying accuracy)")
         return
-    x = sub["depth_index"].to_numpy(dtype=float)
-    ax.fill_between(
-        x,
-        sub["ci_low"].to_numpy(dtype=float),
-        sub["ci_high"].to_numpy(dtype=float),
-        alpha=0.25,
-        color="tab:blue",
-        label="95% CI",
-    )
-    ax.plot(x, rho, "o-", color="tab:blue", label="rho")
-    ax.legend(fontsize=7, loc="lower right")
+    sub = sub.sort_values("depth_index")
+    x = np.arange(len(sub))
+    rho = _floats(sub, "spearman_rho")
+    ax.set_xticks(x, list(sub["depth"].astype(str)), rotation=45, ha="right", fontsize=7)
+    ax.fill_between(x, _floats(sub, "band_low"), _floats(sub, "band_high"), alpha=0.2,
+                    color="tab:blue", label="joint 95% band (seed bootstrap)")  # fmt: skip
+    err = np.abs(np.vstack([rho - _floats(sub, "ci_low"), _floats(sub, "ci_high") - rho]))
+    ax.errorbar(x, rho, yerr=np.nan_to_num(err), fmt="o-", color="tab:blue", capsize=3,
+                label="rho, 95% CI per depth")  # fmt: skip
+    blocks = np.flatnonzero(sub["stage"].astype(str).to_numpy() == "block")
+    if blocks.size:
+        ax.axvspan(blocks[0] - 0.4, blocks[-1] + 0.4, color="tab:green", alpha=0.08,
+                   label="transformer blocks")  # fmt: skip
+    ax.legend(fontsize=6, loc="lower right")
 
 
-def plot_tokenflow_consistency(ax: plt.Axes, ds: xr.Dataset, name: str, depths: list[str]) -> None:
-    """Right panel: mean kNN consistency per depth, one line per cluster level."""
-    da = ds["tokenflow_consistency"].sel(dataset=name)
-    ax.set_title(f"{name}: token-flow kNN consistency", fontsize=9)
+def plot_tokenflow_runs(ax: plt.Axes, ds: xr.Dataset, name: str) -> None:
+    """Right panel: one thin line per run (kNN consistency per reader depth)."""
+    ax.set_title(f"{name}: token-flow kNN consistency, one line per run", fontsize=9)
+    depths = [str(d) for d in ds["depth"].values]
     ax.set_xticks(range(len(depths)), depths, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("kNN class consistency")
-    mean = da.mean(dim=[d for d in da.dims if d not in ("depth", "cluster")], skipna=True)
+    da = ds["tokenflow_consistency"].sel(dataset=name)
     drawn = False
-    for level in da["cluster"].values:
-        y = np.asarray(mean.sel(cluster=level, depth=depths).values, dtype=float)
-        if np.isfinite(y).any():
-            ax.plot(range(len(depths)), y, "o-", label=f"cluster={int(level)}")
+    for i, level in enumerate(da["cluster"].values):
+        runs = da.sel(cluster=level).transpose(..., "depth").values.reshape(-1, len(depths))
+        for y in runs[np.isfinite(runs).any(axis=1)]:
+            ax.plot(range(len(depths)), y, color=LEVEL_COLOURS[i % 2], lw=0.6, alpha=0.5)
             drawn = True
-    if drawn:
-        ax.legend(fontsize=7)
-    else:
+    if not drawn:
         note(ax, "no token-flow values")
+        return
+    handles = [Line2D([], [], color=LEVEL_COLOURS[i % 2], label=f"cluster={int(lv)}")
+               for i, lv in enumerate(da["cluster"].values)]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7)
 
 
-def interventions_figure(ds: xr.Dataset) -> Figure:
-    """Per dataset: mean accuracy drop per intervention with 95% t-CI over runs;
-    bias-column interventions and single-column controls in different colours."""
+# ------------------------------------------------------------------ interventions
+
+
+def interventions_figure(drops: pd.DataFrame, ds: xr.Dataset) -> Figure:
+    """Per dataset: the small drops (bias interventions and the column controls side by
+    side, per bias_route level) on their own axis, and bias_only on a separate axis."""
     names = dataset_names(ds)
-    fig, axes = subplot_grid(1, len(names), 5.0, 3.6)
-    for col, name in enumerate(names):
-        ax = axes[0, col]
-        ax.set_title(f"{name}: accuracy drop under interventions", fontsize=9)
-        ax.set_ylabel("accuracy drop (none - intervention)")
-        if "none" not in [str(v) for v in ds["intervention"].values]:
-            note(ax, "no 'none' baseline in the summary")
-            continue
-        drops = intervention_drops(ds, name)
-        labels = list(drops)
-        stats_ = [mean_ci(drops[k]) for k in labels]
-        means = [m for m, _ in stats_]
-        errs = [0.0 if not np.isfinite(h) else h for _, h in stats_]
-        colours = [CONTROL_COLOUR if k.startswith("col_") else BIAS_COLOUR for k in labels]
-        ax.bar(range(len(labels)), means, yerr=errs, color=colours, capsize=3)
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        ax.axhline(0.0, color="black", lw=0.6)
-        n_runs = max((v.size for v in drops.values()), default=0)
-        ax.set_xlabel(f"mean over {n_runs} runs, error bars: 95% t-CI", fontsize=7)
-    handles = [
-        Patch(color=BIAS_COLOUR, label="bias column"),
-        Patch(color=CONTROL_COLOUR, label="random column (control)"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8)
+    fig, axes = subplot_grid(len(names), 2, 5.0, 3.6)
+    for row, name in enumerate(names):
+        sub = _of(drops, name)
+        sub = sub[sub["kind"].isin(["bias", "control"])] if not sub.empty else sub
+        small = [z for z in (*INTERVENTIONS_BIAS, *INTERVENTIONS_CONTROL) if z != "bias_only"]
+        plot_drops(axes[row, 0], sub, small, f"{name}: bias column vs single-column controls")
+        plot_drops(axes[row, 1], sub, ["bias_only"], f"{name}: bias_only (weights zeroed)")
+        if axes[row, 1].get_legend() is not None:  # the left panel's legend serves both
+            axes[row, 1].get_legend().remove()
+    fig.suptitle("Accuracy drop under interventions (mean over seeds, 95% CI across seeds)")
     return fig
 
 
-def interactions_figure(ds: xr.Dataset, response: str = "reader_accuracy") -> Figure:
-    """Interaction plots for every factor pair (rows: datasets, columns: the six pairs).
+def plot_drops(ax: plt.Axes, sub: pd.DataFrame, order: Sequence[str], title: str) -> None:
+    """Grouped bars: one group per intervention, one bar per bias_route level."""
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("accuracy drop (none - intervention)", fontsize=8)
+    ax.axhline(0.0, color="black", lw=0.6)
+    if sub.empty:
+        note(ax, "no intervention drops")
+        return
+    order = [z for z in order if z in set(sub["intervention"])]
+    levels = [lv for lv in ("0", "1") if lv in set(sub["bias_route"].astype(str))] or ["all"]
+    width = 0.8 / len(levels)
+    for k, level in enumerate(levels):
+        part = sub[sub["bias_route"].astype(str) == level].set_index("intervention")
+        part = part.reindex(order)
+        est = _floats(part, "estimate")
+        err = np.abs(np.vstack([est - _floats(part, "ci_low"), _floats(part, "ci_high") - est]))
+        x = np.arange(len(order)) + (k - (len(levels) - 1) / 2) * width
+        colours = [CONTROL_COLOUR if z in INTERVENTIONS_CONTROL else BIAS_COLOUR for z in order]
+        ax.bar(x, est, width, yerr=np.nan_to_num(err), color=colours, capsize=3,
+               edgecolor="black", hatch="" if level != "1" else "//", alpha=0.85)  # fmt: skip
+    ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, fc=BIAS_COLOUR, ec="black", label="bias column"),
+        plt.Rectangle((0, 0), 1, 1, fc=CONTROL_COLOUR, ec="black", label="control column"),
+    ]
+    if len(levels) > 1:
+        handles += [
+            plt.Rectangle((0, 0), 1, 1, fc="white", ec="black", label="bias_route=0"),
+            plt.Rectangle((0, 0), 1, 1, fc="white", ec="black", hatch="//", label="bias_route=1"),
+        ]
+    ax.legend(handles=handles, fontsize=6)
 
-    Mean response against factor A, one line per level of factor B, averaged over seeds
-    and the other two factors; non-parallel lines indicate an interaction.
-    """
+
+# ------------------------------------------------------------------ interactions
+
+
+def interactions_figure(
+    means: pd.DataFrame, anova: pd.DataFrame, ds: xr.Dataset, response: str = "reader_accuracy"
+) -> Figure:
+    """Interaction plots for every factor pair (rows: datasets, columns: the six pairs):
+    mean over seeds with seed-level 95% CIs, and the ANOVA's verdict on the interaction
+    term in the panel title (Holm p; '*' when below ALPHA)."""
     names = dataset_names(ds)
     pairs = list(itertools.combinations(FACTORS, 2))
-    fig, axes = subplot_grid(len(names), len(pairs), 2.6, 2.4)
+    fig, axes = subplot_grid(len(names), len(pairs), 2.7, 2.6)
     for row, name in enumerate(names):
-        da = ds[response].sel(dataset=name)
+        sub = _of(means, name)
+        sub = sub[sub["response"] == response] if not sub.empty else sub
+        tests = anova[anova["scope"].astype(str) == name] if not anova.empty else anova
         for col, (a, b) in enumerate(pairs):
-            plot_interaction(axes[row, col], da, a, b)
-            axes[row, col].set_title(f"{name}: {a} x {b}", fontsize=8)
+            ax = axes[row, col]
+            plot_interaction(ax, sub, a, b)
+            ax.set_title(f"{name}: {a} x {b}\n{interaction_mark(tests, response, a, b)}",
+                         fontsize=7)  # fmt: skip
         axes[row, 0].set_ylabel(response, fontsize=8)
-    fig.suptitle(f"Interaction plots of {response} (mean over seeds and other factors)")
+    fig.suptitle(
+        f"Interaction plots of {response}: mean over seeds and the other factors, 95% CI "
+        "across seeds; the title gives the ANOVA's test of the interaction"
+    )
     return fig
 
 
-def plot_interaction(ax: plt.Axes, da: xr.DataArray, a: str, b: str) -> None:
-    """One interaction panel: mean of ``da`` over A levels, a line per B level."""
-    other = [d for d in da.dims if d not in (a, b)]
-    mean = da.mean(dim=other, skipna=True)
-    a_levels = [int(v) for v in da[a].values]
-    drawn = False
-    for level in da[b].values:
-        y = np.asarray(mean.sel({b: level, a: a_levels}).values, dtype=float)
-        if np.isfinite(y).any():
-            ax.plot(a_levels, y, "o-", label=f"{b}={int(level)}")
-            drawn = True
+def interaction_mark(anova: pd.DataFrame, response: str, a: str, b: str) -> str:
+    """'interaction Holm p = 0.012 *' from the ANOVA table, or why there is none."""
+    if anova.empty:
+        return "no ANOVA"
+    row = anova[(anova["response"] == response) & (anova["term"] == f"C({a}):C({b})")]
+    if row.empty:
+        return "interaction not estimable"
+    p = float(pd.to_numeric(row["p_holm"], errors="coerce").iloc[0])
+    if not np.isfinite(p):
+        return "interaction not testable"
+    star = " *" if p < ALPHA else " (n.s.)"
+    return f"interaction Holm p = {p:.3g}{star}"
+
+
+def plot_interaction(ax: plt.Axes, sub: pd.DataFrame, a: str, b: str) -> None:
+    """One panel: mean response over A levels, one line per B level, CI error bars."""
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(a, fontsize=8)
+    part = sub[(sub["factor_a"] == a) & (sub["factor_b"] == b)] if not sub.empty else sub
+    if part.empty:
+        note(ax, "no runs")
+        return
+    a_levels = sorted(int(v) for v in part["level_a"].unique())
+    for i, (level, line) in enumerate(part.groupby("level_b", sort=True)):
+        line = line.sort_values("level_a")
+        est = _floats(line, "estimate")
+        err = np.abs(np.vstack([est - _floats(line, "ci_low"), _floats(line, "ci_high") - est]))
+        shift = (i - 0.5) * 0.06  # side by side, so the two bars do not hide each other
+        ax.errorbar(line["level_a"].astype(float) + shift, est, yerr=np.nan_to_num(err),
+                    fmt="o-", capsize=3, color=LEVEL_COLOURS[i % 2],
+                    label=f"{b}={int(level)}")  # fmt: skip
     ax.set_xticks(a_levels)
     ax.set_xlim(min(a_levels) - 0.3, max(a_levels) + 0.3)
-    ax.set_xlabel(a + (" (one level)" if len(a_levels) < 2 else ""), fontsize=8)
-    ax.tick_params(labelsize=7)
-    if drawn:
-        ax.legend(fontsize=6)
-    else:
-        note(ax, "no runs")
+    if len(a_levels) < 2:
+        ax.set_xlabel(f"{a} (one level)", fontsize=8)
+    ax.legend(fontsize=6)
 
 
-def geometry_vs_accuracy_figure(ds: xr.Dataset) -> Figure:
-    """Scatter of each geometry metric (and fresh-reader accuracy) against trained-reader
-    accuracy across runs, one panel per metric, Spearman rho per dataset in the title."""
-    metrics = [m for m in GEOMETRY_METRICS if m in ds.data_vars]
+# ------------------------------------------------------------------ geometry
+
+
+def geometry_vs_accuracy_figure(ds: xr.Dataset, corr: pd.DataFrame | None = None) -> Figure:
+    """Each geometry metric (and fresh-reader accuracy) against trained-reader accuracy,
+    one point per run coloured by cluster level (the factor that splits the clouds);
+    the titles quote the pooled and within-cell rho from the geometry_correlation table."""
+    corr = pd.DataFrame() if corr is None else corr
+    metrics = [m for m in (*GEOMETRY_METRICS, "fresh_reader_accuracy") if m in ds.data_vars]
     ncols = 4
     nrows = max(1, int(np.ceil(len(metrics) / ncols)))
-    fig, axes = subplot_grid(nrows, ncols, 3.0, 2.8)
+    fig, axes = subplot_grid(nrows, ncols, 3.1, 3.0)
     names = dataset_names(ds)
+    markers = ("o", "s", "^", "D")
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         parts = []
-        for name in names:
-            x = ds[metric].sel(dataset=name).values
-            y = ds["reader_accuracy"].sel(dataset=name).values
-            ax.scatter(x.ravel(), y.ravel(), s=12, alpha=0.7, label=name)
-            rho, n = spearman(x, y)
-            rho_text = f"{rho:.2f}" if np.isfinite(rho) else "n/a"
-            parts.append(f"{name}: rho={rho_text} (n={n})")
-        ax.set_title(metric + "\n" + "\n".join(parts), fontsize=7)
+        for d, name in enumerate(names):
+            cell = ds[[metric, "reader_accuracy"]].sel(dataset=name)
+            for i, level in enumerate(cell["cluster"].values):
+                sel = cell.sel(cluster=level)
+                ax.scatter(sel[metric].values.ravel(), sel["reader_accuracy"].values.ravel(),
+                           s=12, alpha=0.7, color=LEVEL_COLOURS[i % 2],
+                           marker=markers[d % len(markers)])  # fmt: skip
+            parts.append(f"{name}: {rho_text(_of(corr, name), metric)}")
+        ax.set_title(metric + "\n" + "\n".join(parts), fontsize=6.5)
         ax.set_xlabel(metric, fontsize=7)
         ax.set_ylabel("reader accuracy", fontsize=7)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
-    if len(names) > 1:
-        axes.ravel()[0].legend(fontsize=6)
+    handles = [Line2D([], [], ls="", marker="o", color=LEVEL_COLOURS[i % 2],
+                      label=f"cluster={int(lv)}")
+               for i, lv in enumerate(ds["cluster"].values)]  # fmt: skip
+    handles += [Line2D([], [], ls="", marker=markers[d % len(markers)], color="black", label=n)
+                for d, n in enumerate(names) if len(names) > 1]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7)
     fig.suptitle("Exposed geometry of phi versus trained-reader accuracy (one point per run)")
     return fig
+
+
+def rho_text(corr: pd.DataFrame, metric: str) -> str:
+    """'rho 0.28 pooled, 0.18 within cells' from the table, 'n/a' where undefined."""
+    if corr.empty:
+        return "rho n/a"
+    out = []
+    for kind, label in (("pooled", "pooled"), ("within_cells", "within cells")):
+        row = corr[(corr["metric"] == metric) & (corr["kind"] == kind)]
+        rho = (
+            float(pd.to_numeric(row["spearman_rho"], errors="coerce").iloc[0])
+            if len(row)
+            else np.nan
+        )
+        out.append(f"{rho:.2f} {label}" if np.isfinite(rho) else f"n/a {label}")
+    return "rho " + ", ".join(out)
+
+
+# ------------------------------------------------------------------ reconstructions
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
@@ -283,13 +386,3 @@ def show_image(ax: plt.Axes, image: np.ndarray, grey: bool) -> None:
     else:
         ax.imshow(to_display(image))
     ax.axis("off")
-
-
-def run_figures(summary: xr.Dataset, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
-    """Every study figure (study.FIGURES) from the summary and the statistics tables."""
-    return {
-        "tokenflow": tokenflow_figure(tables["tokenflow_curve"], summary),
-        "interventions": interventions_figure(summary),
-        "interactions": interactions_figure(summary),
-        "geometry_vs_accuracy": geometry_vs_accuracy_figure(summary),
-    }

@@ -1,9 +1,12 @@
-"""The text of ``results/FINDINGS.md``, generated from the summary and the statistics tables.
+"""The text of ``results/FINDINGS.md``: the statistics tables put into words.
 
-One section per study question of DESIGN.md section 1. Every number is read from the
-inputs (the gathered summary and the tables of ``inrroute.stats``); every claim states the
-rule that produced it. Where this run cannot answer a question (a factor with one level,
-too few runs for a correlation), the text says so instead of printing NaN.
+One section per study question of DESIGN.md section 1. This module computes no
+statistics: every number, interval, p-value and verdict is read from the tables of
+``inrroute.stats`` (``study.STATS_TABLES``); the summary only supplies what the run
+covers (datasets, seeds, combinations) and the config the thresholds of the pre-stated
+rules, which are quoted before their numbers. Where a table cannot answer (a factor with
+one level, too few seeds), the text says so instead of printing NaN; where the seeds give
+no power for the stated minimum effect, it says that in words.
 """
 
 from __future__ import annotations
@@ -14,41 +17,21 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
-ALPHA = 0.05  # Holm-corrected significance level for the ANOVA tables
-CI_LEVEL = 0.95
-RISE_RHO = 0.5  # token-flow curve "rises" at the first depth with rho above this
-ROUTE_RATIO = 2.0  # bias_shuffle drop must be this many times the col_shuffle drop
-from .config import FACTOR_NAMES as FACTORS
+from .config import StudyConfig, VerdictConfig
+from .study import BASELINE, FACTOR_NAMES, N_COMBINATIONS
 
-BIAS_INTERVENTIONS = ("bias_zero", "bias_shuffle", "bias_mean", "bias_only")
-CONTROL_INTERVENTIONS = ("col_zero", "col_shuffle")
-RESPONSE_LABELS = {
-    "knn_consistency": "kNN consistency",
-    "reader_accuracy": "trained-reader accuracy",
-}
+FACTORS = FACTOR_NAMES
 TERM_FACTOR = re.compile(r"^C\((\w+)\)$")
+QUESTION_TITLES = {
+    "clustered": "clustered (class signal in the exposed geometry of phi)",
+    "routed": "routed (class structure built inside the reader's blocks)",
+    "bias_route": "bias column as a sample-dependent causal route",
+    "reader_dependence": "reader dependence (trained reader beats a fresh one)",
+}
 
 
 # ---------------------------------------------------------------- number helpers
-
-
-def finite(values: np.ndarray) -> np.ndarray:
-    """Flatten and drop NaN (missing combinations are NaN cells of the grid)."""
-    flat = np.asarray(values, dtype=float).ravel()
-    return flat[np.isfinite(flat)]
-
-
-def mean_ci(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Mean and half-width of the t confidence interval (NaN half-width for n < 2)."""
-    vals = finite(values)
-    if vals.size == 0:
-        return float("nan"), float("nan")
-    if vals.size < 2:
-        return float(vals.mean()), float("nan")
-    sem = vals.std(ddof=1) / np.sqrt(vals.size)
-    return float(vals.mean()), float(sem * stats.t.ppf(0.5 + level / 2, vals.size - 1))
 
 
 def is_num(x: object) -> bool:
@@ -80,41 +63,25 @@ def pval(p: float, name: str = "p") -> str:
 def ci_text(low: float, high: float) -> str:
     """'95% CI a to b', or a statement that no interval is available."""
     if is_num(low) and is_num(high):
-        return f"{CI_LEVEL:.0%} CI {num(low)} to {num(high)}"
-    return "no confidence interval: too few pairs"
-
-
-def intervention_drops(ds: xr.Dataset, name: str) -> dict[str, np.ndarray]:
-    """Per intervention, the per-run accuracy drop (none minus intervention), NaN removed."""
-    acc = ds["intervention_accuracy"].sel(dataset=name)
-    base = acc.sel(intervention="none")
-    return {
-        str(iv): finite((base - acc.sel(intervention=iv)).values)
-        for iv in acc["intervention"].values
-        if str(iv) != "none"
-    }
+        return f"95% CI {num(low)} to {num(high)}"
+    return "no confidence interval: fewer than 2 seeds"
 
 
 def pretty_term(term: str) -> str:
-    """'C(cluster):C(route)' -> 'cluster x route'."""
-    parts = [TERM_FACTOR.match(p) for p in term.split(":")]
-    return " × ".join(m.group(1) if m else p for m, p in zip(parts, term.split(":")))
+    """'C(cluster):C(route)' -> 'cluster × route'."""
+    parts = term.split(":")
+    return " × ".join(m.group(1) if (m := TERM_FACTOR.match(p)) else p for p in parts)
 
 
 def is_factor_term(term: str) -> bool:
-    """True for main effects and interactions of the four training factors only
-    (not the residual, not the dataset block of the pooled model)."""
-    matches = [TERM_FACTOR.match(p) for p in str(term).split(":")]
-    return all(m is not None and m.group(1) in FACTORS for m in matches)
+    """True for rows that test a training factor (main effect or interaction, also
+    crossed with dataset), not the seed block or the dataset main effect."""
+    names = [m.group(1) for p in str(term).split(":") if (m := TERM_FACTOR.match(p))]
+    return any(n in FACTORS for n in names) and "seed" not in names
 
 
 def dataset_names(ds: xr.Dataset) -> list[str]:
     return [str(d) for d in ds["dataset"].values]
-
-
-def single_level_factors(ds: xr.Dataset) -> list[str]:
-    """Factors this run varies over only one level (their effects cannot be estimated)."""
-    return [f for f in FACTORS if ds.sizes.get(f, 0) < 2]
 
 
 def missing_table(tables: Mapping[str, pd.DataFrame], key: str) -> str | None:
@@ -125,44 +92,66 @@ def missing_table(tables: Mapping[str, pd.DataFrame], key: str) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- sections
+def _rows(table: pd.DataFrame | None, **match) -> pd.DataFrame:
+    if table is None or table.empty:
+        return pd.DataFrame()
+    keep = np.ones(len(table), dtype=bool)
+    for col, value in match.items():
+        keep &= table[col].astype(str).to_numpy() == str(value)
+    return table[keep]
 
 
-def findings_markdown(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame]) -> str:
+# ---------------------------------------------------------------- document
+
+
+def run_findings(summary: xr.Dataset, tables: dict[str, pd.DataFrame], cfg: StudyConfig) -> str:
+    """The findings stage: the FINDINGS.md text from the summary, tables and config."""
+    return findings_markdown(summary, tables, cfg.verdicts)
+
+
+def findings_markdown(
+    ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig | None = None
+) -> str:
     """The complete FINDINGS.md text for summary ``ds`` and the tables of inrroute.stats."""
+    v = v or VerdictConfig()
     sections = [
-        header_section(ds),
-        clustering_section(ds, tables),
-        tokenflow_section(ds, tables),
-        bias_section(ds),
-        factorial_section(ds, tables),
+        header_section(ds, v),
+        verdict_overview(tables),
+        clustering_section(ds, tables, v),
+        tokenflow_section(ds, tables, v),
+        bias_section(ds, tables, v),
+        factorial_section(tables, v),
     ]
     return "\n\n".join(s.strip() for s in sections) + "\n"
 
 
-def header_section(ds: xr.Dataset) -> str:
+def header_section(ds: xr.Dataset, v: VerdictConfig) -> str:
     """Title, what the run covers, and the conventions used throughout."""
-    acc = ds["reader_accuracy"]
-    runs = int(np.isfinite(acc.values).sum())
-    combos = int(np.isfinite(acc).any(dim=["dataset", "seed"]).values.sum())
+    ran = ds["ran"].values if "ran" in ds else np.isfinite(ds["reader_accuracy"].values)
+    runs = int(np.asarray(ran).sum())
+    combos = int(np.asarray(ran).any(axis=(0, 1)).sum())
     seeds = ", ".join(str(int(s)) for s in ds["seed"].values)
     lines = [
         "# Findings",
         "",
         (
-            f"Generated by `inrroute` from `results/summary.nc` and `results/stats/`: "
-            f"{runs} runs: dataset(s) {', '.join(dataset_names(ds))}; seed(s) {seeds}; "
-            f"{combos} of the 16 training-factor combinations."
+            f"Generated by `inrroute` from `results/summary.nc` and `results/stats/`: {runs} "
+            f"runs: dataset(s) {', '.join(dataset_names(ds))}; seed(s) {seeds}; {combos} of "
+            f"the {N_COMBINATIONS} training-factor combinations."
         ),
         "",
         (
-            f"Conventions: confidence intervals are {CI_LEVEL:.0%}; an effect is called a raise or "
-            "a lowering only when its interval excludes 0; ANOVA terms are called significant "
-            f"when their Holm-corrected p (within one table) is below {ALPHA}. Effects of a "
-            "factor are its 'on' level minus its 'off' level."
+            "Conventions: the seed is the independent unit (its runs share the SIREN init, "
+            "the reader init and the batch order), so every effect is averaged within seed "
+            f"and tested across the {ds.sizes['seed']} seeds; confidence intervals are 95% "
+            "t-intervals over seeds; correlations are Spearman's rho with a bootstrap "
+            "that resamples seeds. `p_holm` is Holm within one table (one ANOVA: one "
+            "response in one scope; one verdict's criteria), `p_bh` is Benjamini-Hochberg "
+            f"over every test the study reports. Verdicts use alpha = {v.alpha} and state "
+            f"the smallest effect the seeds detect with {v.power:.0%} power (MDE)."
         ),
     ]
-    single = single_level_factors(ds)
+    single = [f for f in FACTORS if ds.sizes.get(f, 0) < 2]
     if single:
         lines += [
             "",
@@ -174,308 +163,283 @@ def header_section(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def clustering_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame]) -> str:
-    """Question 1: does the clustering pressure change geometry and reading, and which
-    geometry metric tracks reader accuracy across runs."""
-    lines = ["## 1. Clustering versus reading", ""]
-    lines += cluster_effect_lines(ds, tables)
-    lines += ["", *geometry_lines(tables)]
+def verdict_overview(tables: Mapping[str, pd.DataFrame]) -> str:
+    """A table of every verdict (detail and rules in the sections below)."""
+    lines = ["## Verdicts", ""]
+    verdicts = _rows(tables.get("verdicts"), criterion="verdict")
+    if verdicts.empty:
+        return "\n".join(lines + ["No verdict could be formed from this run's tables."])
+    lines += ["| dataset | question | scope | verdict |", "|---|---|---|---|"]
+    for _, r in verdicts.iterrows():
+        title = QUESTION_TITLES.get(r["question"], r["question"])
+        lines.append(f"| {r['dataset']} | {title} | {r['scope']} | **{r['outcome']}** |")
+    lines += [
+        "",
+        (
+            "Each criterion is 'yes' when its Holm-corrected p is below alpha and its estimate "
+            "reaches the rule's minimum effect, 'no' when its 95% CI lies below that minimum "
+            "(for an equivalence: inside the margin is 'yes', wholly outside is 'no'), and "
+            "'inconclusive' otherwise."
+        ),
+    ]
     return "\n".join(lines)
 
 
-def cluster_effect_lines(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Sentences on the paired effect of `cluster` on kNN consistency and reader accuracy."""
-    if ds.sizes.get("cluster", 0) < 2:
-        level = int(ds["cluster"].values[0]) if ds.sizes.get("cluster", 0) else "none"
-        return [
-            (
-                "This run cannot answer whether the supervised clustering pressure changes kNN "
-                "consistency or reader accuracy: the factor `cluster` has one level "
-                f"(cluster={level}) in this run."
-            )
-        ]
-    missing = missing_table(tables, "cluster_effect")
-    if missing:
-        return [missing]
-    table = tables["cluster_effect"]
-    lines = [
-        (
-            "Effect of `cluster` (cluster=1 minus cluster=0, paired by seed; "
-            f"rule: a raise or lowering is claimed when the {CI_LEVEL:.0%} CI excludes 0):"
-        ),
-        "",
-    ]
-    for name in dataset_names(ds):
-        for response, label in RESPONSE_LABELS.items():
-            rows = table[(table["dataset"].astype(str) == name) & (table["response"] == response)]
-            lines.append(f"- {cluster_effect_sentence(name, label, rows)}")
+def criterion_line(r: pd.Series) -> str:
+    """One criterion: its rule, numbers and outcome, with a power note where needed."""
+    if r["criterion"] == "separated_from_control":
+        numbers = f"gap {num(r['estimate'])} (bias_shuffle CI low minus col_shuffle CI high)"
+    elif r["criterion"] == "shuffle_equivalent_to_zero":
+        numbers = (
+            f"difference {num(r['estimate'])} (90% CI {num(r['ci90_low'])} to "
+            f"{num(r['ci90_high'])}; {ci_text(r['ci_low'], r['ci_high'])})"
+        )
+    else:
+        numbers = (
+            f"estimate {num(r['estimate'])} ({ci_text(r['ci_low'], r['ci_high'])}; "
+            f"{pval(r['p'])}; {pval(r['p_holm'], 'Holm p')}; MDE {num(r['mde'])})"
+        )
+    line = f"- `{r['criterion']}`: rule: {r['rule']}. Numbers: {numbers}. → **{r['outcome']}**."
+    if power_missing(r):
+        line += (
+            f" {int(r['n_seeds'])} seeds give no power here: the smallest effect they detect "
+            f"with the stated power is {num(r['mde'])}, above the rule's minimum "
+            f"{num(r['threshold'])}, so the rule cannot decide."
+        )
+    return line
+
+
+def power_missing(r: pd.Series) -> bool:
+    """True where a criterion stayed inconclusive and its MDE exceeds its minimum effect
+    (or it has no interval at all)."""
+    if r["outcome"] != "inconclusive":
+        return False
+    if not is_num(r["mde"]):
+        return r["criterion"] not in ("separated_from_control", "shuffle_equivalent_to_zero")
+    return float(r["mde"]) > float(r["threshold"])
+
+
+def verdict_block(tables: Mapping[str, pd.DataFrame], name: str, question: str) -> list[str]:
+    """Every criterion of one question for one dataset, then its verdict and rule."""
+    table = tables.get("verdicts")
+    rows = _rows(table, dataset=name, question=question)
+    if rows.empty:
+        return [f"{name}: the verdict `{question}` could not be formed from this run."]
+    lines = []
+    for scope, part in rows.groupby("scope", sort=False):
+        crit = part[part["criterion"] != "verdict"]
+        verdict = part[part["criterion"] == "verdict"]
+        head = f"**{name}, {QUESTION_TITLES.get(question, question)}" + (
+            f", {scope}**" if scope != "all" else "**"
+        )
+        lines += [head, ""]
+        lines += [criterion_line(r) for _, r in crit.iterrows()]
+        if not verdict.empty:
+            r = verdict.iloc[0]
+            lines += ["", f"Verdict: **{r['outcome']}** (rule: {r['rule']}).", ""]
     return lines
 
 
-def cluster_effect_sentence(name: str, label: str, rows: pd.DataFrame) -> str:
-    """One sentence for one dataset and response, from its cluster_effect row."""
-    if rows.empty or not is_num(rows.iloc[0]["mean_diff"]):
-        return (
-            f"{name}: the effect on {label} cannot be estimated from this run "
-            "(no seed has runs at both cluster levels)."
+def clustering_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig) -> str:
+    """Question 1: does the clustering pressure change geometry and reading; does the
+    geometry track accuracy beyond the factors; does a fresh reader read as well."""
+    lines = ["## 1. Clustering versus reading", ""]
+    if ds.sizes.get("cluster", 0) < 2:
+        lines += [
+            (
+                "This run cannot answer whether the supervised clustering pressure changes kNN "
+                "consistency or reader accuracy: the factor `cluster` has one level in this run."
+            ),
+            "",
+        ]
+    lines += cluster_effect_lines(tables) + [""] + geometry_lines(tables) + [""]
+    for name in dataset_names(ds):
+        lines += verdict_block(tables, name, "clustered")
+        lines += verdict_block(tables, name, "reader_dependence")
+    return "\n".join(lines)
+
+
+def cluster_effect_lines(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The cluster_effect table (on minus off, within-seed means, across seeds)."""
+    missing = missing_table(tables, "cluster_effect")
+    if missing:
+        return [missing]
+    lines = [
+        (
+            "Effect of `cluster` (on minus off; per seed the mean over matched runs, then "
+            "tested across seeds):"
+        ),
+        "",
+        "| dataset | response | effect | 95% CI | p | Holm p | BH p | seeds | MDE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in tables["cluster_effect"].iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['response']} | {num(r['estimate'])} | "
+            f"{num(r['ci_low'])} to {num(r['ci_high'])} | {pnum(r['p'])} | "
+            f"{pnum(r['p_holm'])} | {pnum(r['p_bh'])} | {int(r['n_seeds'])} | {num(r['mde'])} |"
         )
-    r = rows.iloc[0]
-    diff, low, high = float(r["mean_diff"]), r["ci_low"], r["ci_high"]
-    detail = f"{ci_text(low, high)}; {int(r['n_pairs'])} pairs; {pval(r['p'])}"
-    if is_num(low) and low > 0:
-        return f"{name}: clustering raises {label} by {num(diff)} ({detail})."
-    if is_num(high) and high < 0:
-        return f"{name}: clustering lowers {label} by {num(-diff)} ({detail})."
-    return (
-        f"{name}: no detectable effect of clustering on {label}: mean difference "
-        f"{num(diff)} ({detail})."
-    )
+    return lines
 
 
 def geometry_lines(tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    """A table of Spearman rho of each geometry metric with reader accuracy, plus the
-    strongest metric per dataset."""
+    """Spearman rho of each geometry metric with reader accuracy, pooled and within cells."""
     lines = [
         (
-            "Spearman correlation of each geometry metric with trained-reader accuracy "
-            "across the runs of a dataset:"
+            "Spearman rho of each geometry metric with trained-reader accuracy: `pooled` over "
+            "all runs (it mostly measures the factors, e.g. cluster moves both), and "
+            "`within_cells` on the residuals after the factors' main effects within each seed. "
+            "CI: seed-resampling bootstrap; p: rho within each seed, t-tested across seeds."
         ),
         "",
     ]
     missing = missing_table(tables, "geometry_correlation")
     if missing:
         return lines + [missing]
-    table = tables["geometry_correlation"]
     lines += [
-        "| dataset | metric | Spearman rho | 95% CI | p | runs |",
-        "|---|---|---|---|---|---|",
+        "| dataset | metric | kind | rho | 95% CI (seed bootstrap) | p | Holm p | BH p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    undefined = False
-    for _, r in table.iterrows():
-        if not is_num(r["spearman_rho"]):
-            undefined = True
-            lines.append(f"| {r['dataset']} | {r['metric']} | undefined | | | {int(r['n'])} |")
-            continue
-        ci = f"{num(r['ci_low'])} to {num(r['ci_high'])}" if is_num(r["ci_low"]) else "n/a"
+    for _, r in tables["geometry_correlation"].iterrows():
+        rho = num(r["spearman_rho"]) if is_num(r["spearman_rho"]) else "undefined"
         lines.append(
-            f"| {r['dataset']} | {r['metric']} | {num(r['spearman_rho'])} | {ci} | "
-            f"{pnum(r['p'])} | {int(r['n'])} |"
-        )
-    lines.append("")
-    if undefined:
-        lines.append(
-            "A correlation is undefined where the dataset has fewer than 3 runs or a metric "
-            "(or the accuracy) is constant across its runs."
-        )
-    for name, sub in table.groupby(table["dataset"].astype(str), sort=False):
-        sub = sub[sub["spearman_rho"].map(is_num)]
-        if sub.empty:
-            lines.append(f"- {name}: no geometry correlation can be computed from this run.")
-            continue
-        best = sub.loc[sub["spearman_rho"].abs().idxmax()]
-        lines.append(
-            f"- {name}: the metric most correlated with reader accuracy is "
-            f"`{best['metric']}` (rho = {num(best['spearman_rho'])})."
+            f"| {r['dataset']} | {r['metric']} | {r['kind']} | {rho} | "
+            f"{num(r['ci_low'])} to {num(r['ci_high'])} | {pnum(r['p'])} | "
+            f"{pnum(r['p_holm'])} | {pnum(r['p_bh'])} |"
         )
     return lines
 
 
-def tokenflow_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame]) -> str:
-    """Question 2: at which reader depth does class consistency start to predict accuracy."""
+def tokenflow_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig) -> str:
+    """Question 2: at which depth does class consistency start to predict accuracy."""
     lines = [
         "## 2. Token flow",
         "",
         (
-            "Rule: the curve of Spearman rho (per-depth kNN consistency vs trained-reader accuracy "
-            f"across runs) rises at the first depth whose rho exceeds {RISE_RHO} with a "
-            f"{CI_LEVEL:.0%} CI that excludes 0. Routing predicts a curve that is low at the "
-            "input and rises only in the reader's blocks; clustering predicts a high rho "
-            "already at the input."
+            "Spearman rho of class consistency with trained-reader accuracy at each depth. The "
+            "first point, `phi`, is the exposed phi's kNN consistency from the geometry probes "
+            "(what the clustering question is about); `input` is the reader's pooled input and "
+            "`projection` an affine map of it, so a rise there is not routing: the rule looks "
+            "for the rise in the transformer blocks. Band: a joint 95% band over depths from "
+            "the seed bootstrap."
         ),
         "",
     ]
     missing = missing_table(tables, "tokenflow_curve")
     if missing:
         return "\n".join(lines + [missing])
-    curve = tables["tokenflow_curve"]
+    lines += [
+        "| dataset | depth | rho | 95% CI | joint band | p (seeds) | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in tables["tokenflow_curve"].iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['depth']} | {num(r['spearman_rho'])} | "
+            f"{num(r['ci_low'])} to {num(r['ci_high'])} | {num(r['band_low'])} to "
+            f"{num(r['band_high'])} | {pnum(r['p'])} | {int(r['n_runs'])} |"
+        )
+    lines.append("")
     for name in dataset_names(ds):
-        sub = curve[curve["dataset"].astype(str) == name].sort_values("depth_index")
-        lines.append(f"- {tokenflow_sentence(name, sub)}")
-        lines.append(f"  {consistency_sentence(ds, name)}")
+        lines += verdict_block(tables, name, "routed")
     return "\n".join(lines)
 
 
-def rise_depth(curve: pd.DataFrame) -> pd.Series | None:
-    """The first row (by depth_index) whose rho > RISE_RHO and whose CI excludes 0."""
-    for _, r in curve.sort_values("depth_index").iterrows():
-        rho_high = is_num(r["spearman_rho"]) and r["spearman_rho"] > RISE_RHO
-        if rho_high and is_num(r["ci_low"]) and r["ci_low"] > 0:
-            return r
-    return None
-
-
-def tokenflow_sentence(name: str, sub: pd.DataFrame) -> str:
-    """Where the token-flow curve of one dataset rises, and its input vs last-depth rho."""
-    if sub.empty or not sub["spearman_rho"].map(is_num).any():
-        n = int(sub["n"].max()) if not sub.empty and sub["n"].map(is_num).any() else 0
-        return (
-            f"{name}: the token-flow curve cannot be computed from this run: a Spearman "
-            f"correlation across runs needs at least 3 runs with varying accuracy (n = {n})."
-        )
-    first, last = sub.iloc[0], sub.iloc[-1]
-    ends = (
-        f"rho at `{first['depth']}` = {num(first['spearman_rho'])}, "
-        f"at the last depth `{last['depth']}` = {num(last['spearman_rho'])}"
-    )
-    rise = rise_depth(sub)
-    if rise is None:
-        return f"{name}: the curve rises nowhere ({ends}; n = {int(last['n'])} runs)."
-    where = (
-        "at the input (consistent with clustering)"
-        if rise["depth_index"] == first["depth_index"]
-        else "inside the reader (consistent with routing)"
-    )
-    return (
-        f"{name}: the curve first rises at `{rise['depth']}` (rho = "
-        f"{num(rise['spearman_rho'])}, {ci_text(rise['ci_low'], rise['ci_high'])}), "
-        f"{where}; {ends}; n = {int(last['n'])} runs."
-    )
-
-
-def consistency_sentence(ds: xr.Dataset, name: str) -> str:
-    """Mean token-flow kNN consistency at the first and the last depth."""
-    da = ds["tokenflow_consistency"].sel(dataset=name)
-    depths = [str(d) for d in ds["depth"].values]
-    first = finite(da.sel(depth=depths[0]).values)
-    last = finite(da.sel(depth=depths[-1]).values)
-    if first.size == 0 or last.size == 0:
-        return "No token-flow consistency values were recorded."
-    return (
-        f"Mean kNN consistency over runs: {num(first.mean())} at `{depths[0]}`, "
-        f"{num(last.mean())} at `{depths[-1]}`."
-    )
-
-
-def bias_section(ds: xr.Dataset) -> str:
-    """Question 3: is the bias column a sample-dependent causal route?"""
+def bias_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig) -> str:
+    """Question 3: is the bias column a sample-dependent causal route (per bias_route)."""
     lines = [
         "## 3. Bias column",
         "",
         (
-            "Accuracy drop = accuracy without intervention minus accuracy with it, mean over "
-            f"runs with a {CI_LEVEL:.0%} t-interval. Rule: the bias column is called a "
-            "sample-dependent causal route when the `bias_shuffle` drop has a CI above 0 and "
-            f"is at least {ROUTE_RATIO:g} times the `col_shuffle` control drop."
+            "Accuracy drop = accuracy without intervention minus accuracy with it; per seed the "
+            "mean over the runs of one `bias_route` level, then across seeds. `col_*` are "
+            "the single-column controls; contrasts are paired differences of two drops."
         ),
         "",
     ]
-    if "intervention_accuracy" not in ds.data_vars or "none" not in ds["intervention"].values:
-        return "\n".join(lines + ["This run recorded no intervention baseline (`none`)."])
+    missing = missing_table(tables, "intervention_drops")
+    if missing:
+        return "\n".join(lines + [missing])
+    lines += [
+        "| dataset | bias_route | intervention | kind | drop | 95% CI | p | Holm p | runs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in tables["intervention_drops"].iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['bias_route']} | {r['intervention']} | {r['kind']} | "
+            f"{num(r['estimate'])} | {num(r['ci_low'])} to {num(r['ci_high'])} | "
+            f"{pnum(r['p'])} | {pnum(r['p_holm'])} | {int(r['n_runs'])} |"
+        )
+    lines.append("")
     for name in dataset_names(ds):
-        lines += bias_dataset_lines(ds, name) + [""]
+        lines += verdict_block(tables, name, "bias_route")
     return "\n".join(lines)
 
 
-def bias_dataset_lines(ds: xr.Dataset, name: str) -> list[str]:
-    """Drop table and verdict for one dataset."""
-    drops = intervention_drops(ds, name)
-    summary = {k: mean_ci(v) for k, v in drops.items()}
-    lines = [
-        f"### {name}",
-        "",
-        "| intervention | kind | mean drop | 95% CI | runs |",
-        "|---|---|---|---|---|",
-    ]
-    for k in [*BIAS_INTERVENTIONS, *CONTROL_INTERVENTIONS]:
-        if k not in drops:
-            continue
-        mean, half = summary[k]
-        kind = "control" if k in CONTROL_INTERVENTIONS else "bias"
-        ci = f"{num(mean - half)} to {num(mean + half)}" if is_num(half) else "n/a"
-        lines.append(f"| {k} | {kind} | {num(mean)} | {ci} | {drops[k].size} |")
-    lines += ["", bias_verdict(summary)]
-    return lines
-
-
-def bias_verdict(summary: Mapping[str, tuple[float, float]]) -> str:
-    """Ratio of the bias_shuffle to the col_shuffle drop and the verdict of the rule."""
-    if "bias_shuffle" not in summary or "col_shuffle" not in summary:
-        return "This run lacks `bias_shuffle` or `col_shuffle`, so the rule cannot be applied."
-    (bias, bias_half), (ctrl, _) = summary["bias_shuffle"], summary["col_shuffle"]
-    if not is_num(bias) or not is_num(ctrl):
-        return "No run has both the baseline and the shuffle interventions recorded."
-    if ctrl <= 0:
-        ratio_text = (
-            f"The ratio bias_shuffle drop / col_shuffle drop is not defined: the control "
-            f"drop is {num(ctrl)} (not above 0)."
-        )
-        ratio_ok = bias > 0
-    else:
-        ratio = bias / ctrl
-        ratio_text = f"Ratio bias_shuffle drop / col_shuffle drop = {ratio:.2f}."
-        ratio_ok = ratio >= ROUTE_RATIO
-    if not is_num(bias_half):
-        return ratio_text + " With a single run there is no CI, so the rule is not applied."
-    ci_ok = bias - bias_half > 0
-    verdict = (
-        "the bias column acts as a sample-dependent causal route"
-        if ci_ok and ratio_ok
-        else "the rule does not mark the bias column as a causal route"
-    )
-    return f"{ratio_text} By the rule above, {verdict}."
-
-
-def factorial_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame]) -> str:
+def factorial_section(tables: Mapping[str, pd.DataFrame], v: VerdictConfig) -> str:
     """Question 4: significant main effects and interactions per ANOVA table."""
     lines = [
         "## 4. Factorial experiment",
         "",
         (
-            f"Significant terms (Holm-corrected p < {ALPHA} within one ANOVA table: one response "
-            "in one scope) of the full factorial model; interaction rows are the test of "
+            "Mixed-model ANOVA of the full factorial, seed and term × seed random: each term is "
+            "tested against its own term × seed stratum. Listed: terms with Holm p (within one "
+            f"response and scope) below {v.alpha}; interaction rows are the test of "
             "non-additivity."
         ),
         "",
     ]
     missing = missing_table(tables, "anova")
-    lines += [missing] if missing else anova_lines(tables["anova"])
-    lines += ["", *variants_lines(tables)]
+    lines += [missing] if missing else anova_lines(tables["anova"], v.alpha)
+    lines += ["", *variants_lines(tables, v.alpha)]
     return "\n".join(lines)
 
 
 def term_text(r: pd.Series) -> str:
-    """'cluster (F = 12.30, p_holm = 0.002, partial η² = 0.450)'."""
+    """'cluster (F = 12.30 on 1 and 2 df, Holm p = 0.002, BH p = 0.01, partial η² = 0.45)'."""
     return (
-        f"{pretty_term(r['term'])} (F = {num(r['F'], 2)}, {pval(r['p_holm'], 'p_holm')}, "
+        f"{pretty_term(r['term'])} (F = {num(r['F'], 2)} on {num(r['df'], 0)} and "
+        f"{num(r['df_error'], 0)} df, {pval(r['p_holm'], 'Holm p')}, {pval(r['p_bh'], 'BH p')}, "
         f"partial η² = {num(r['partial_eta_sq'])})"
     )
 
 
-def anova_lines(anova: pd.DataFrame) -> list[str]:
+def anova_lines(anova: pd.DataFrame, alpha: float) -> list[str]:
     """One bullet per (scope, response): significant main effects, then interactions."""
     lines = []
+    low_df = False
     for (scope, response), sub in anova.groupby(["scope", "response"], sort=False):
         terms = sub[sub["term"].map(is_factor_term)]
         if terms.empty or not terms["p_holm"].map(is_num).any():
-            notes = [str(n) for n in sub.get("note", pd.Series(dtype=str)).dropna() if str(n)]
+            notes = [str(n) for n in sub["note"].dropna() if str(n)] if "note" in sub else []
             why = f": {notes[0]}" if notes else ""
             lines.append(f"- **{scope}**, {response}: could not be tested in this run{why}.")
             continue
-        sig = terms[terms["p_holm"].map(is_num) & (terms["p_holm"] < ALPHA)]
-        interaction = sig["term"].str.contains(":")
-        mains = "; ".join(term_text(r) for _, r in sig[~interaction].iterrows()) or "none"
-        inters = "; ".join(term_text(r) for _, r in sig[interaction].iterrows()) or "none"
+        sig = terms[terms["p_holm"].map(is_num) & (terms["p_holm"] < alpha)]
+        inter = sig["term"].str.contains(":")
+        mains = "; ".join(term_text(r) for _, r in sig[~inter].iterrows()) or "none"
+        inters = "; ".join(term_text(r) for _, r in sig[inter].iterrows()) or "none"
         lines.append(f"- **{scope}**, {response}: main effects: {mains}; interactions: {inters}.")
+        low_df |= bool((terms["df_error"].astype(float) < 4).any())
+    if low_df:
+        lines += [
+            "",
+            (
+                "With so few seeds each term's error stratum has very few degrees of freedom "
+                "(2 for 3 seeds: F must exceed 18.5 before any correction), so only large, "
+                "seed-consistent effects can be detected; a term not listed is not shown to be "
+                "absent."
+            ),
+        ]
     return lines
 
 
-def variants_lines(tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Variants whose paired difference from the baseline combination has a CI excluding 0."""
+def variants_lines(tables: Mapping[str, pd.DataFrame], alpha: float) -> list[str]:
+    """Variants versus the baseline whose Holm p (over the whole table) is below alpha,
+    and the count of those whose uncorrected CI excludes 0."""
     lines = [
         (
-            "Route-directed variants versus the baseline `cluster0_route0_biasroute0_densefit0` "
-            f"(paired by seed; listed when the {CI_LEVEL:.0%} CI excludes 0; not corrected "
-            "for multiple comparisons):"
+            f"Route-directed variants versus the baseline `{BASELINE}` (paired by seed, tested "
+            f"across seeds; listed when Holm p over the table is below {alpha}):"
         ),
         "",
     ]
@@ -483,22 +447,22 @@ def variants_lines(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     if missing:
         return lines + [missing]
     table = tables["variants_vs_baseline"]
-    clear = table[
-        table["ci_low"].map(is_num)
-        & table["ci_high"].map(is_num)
-        & ((table["ci_low"] > 0) | (table["ci_high"] < 0))
-    ]
-    if clear.empty:
-        return lines + ["- none."]
-    for _, r in clear.iterrows():
+    sig = table[table["p_holm"].map(is_num) & (table["p_holm"] < alpha)]
+    raw = table[table["ci_low"].map(is_num) & ((table["ci_low"] > 0) | (table["ci_high"] < 0))]
+    for _, r in sig.iterrows():
         lines.append(
             f"- {r['dataset']}, `{r['combination']}`, {r['response']}: "
-            f"{'+' if r['mean_diff'] > 0 else ''}{num(r['mean_diff'])} "
-            f"({ci_text(r['ci_low'], r['ci_high'])}; {int(r['n_pairs'])} pairs)."
+            f"{'+' if r['estimate'] > 0 else ''}{num(r['estimate'])} "
+            f"({ci_text(r['ci_low'], r['ci_high'])}; {pval(r['p_holm'], 'Holm p')}; "
+            f"{int(r['n_seeds'])} seeds)."
         )
+    if sig.empty:
+        lines.append("- none.")
+    lines += [
+        "",
+        (
+            f"{len(raw)} of {len(table)} variant differences have an uncorrected 95% CI that "
+            "excludes 0; at this many tests that is not evidence on its own."
+        ),
+    ]
     return lines
-
-
-def run_findings(summary: xr.Dataset, tables: Mapping[str, pd.DataFrame], cfg) -> str:
-    """FINDINGS.md for the summary and the statistics tables."""
-    return findings_markdown(summary, tables)

@@ -1,20 +1,53 @@
-"""Statistics over the gathered summary (DESIGN.md section 5).
+"""Statistics over the gathered summary (DESIGN.md section 5): the study's numbers.
 
-Input is the ``results/summary.nc`` Dataset; output is a dict of tidy pandas tables
-(ANOVA, cluster effect, geometry correlations, token-flow curve, variants versus the
-baseline) that ``write_tables`` stores as CSV and netCDF.
+Input is the ``results/summary.nc`` Dataset; :func:`run_stats` returns one tidy pandas
+table per name in ``study.STATS_TABLES`` (ANOVA, cluster effect, geometry correlations,
+token-flow curve, variants versus the baseline, intervention drops, verdicts), which
+``write_tables`` stores as CSV and netCDF. findings.py and figures.py only present them.
 
-Every function tolerates a partial grid (a smoke run with one seed level, one cluster
-level, or only a few combinations): factors with a single level are dropped from the
-models, terms that the present cells cannot separate are dropped as aliased, and tests
-without residual degrees of freedom report NaN with a ``note`` instead of failing.
+The independent unit is the seed: runs of one seed share the SIREN init, the reader init
+and the batch order, so every test here is a test across seeds.
 
-ANOVA type: Type II (``anova_lm(typ=2)``). In the planned balanced full factorial Types
-I, II and III give the same sums of squares, and the highest-order interactions are the
-same under every type. Type II stays meaningful when a run is missing (unbalanced
-cells), respects marginality, and, unlike Type III, does not depend on the contrast
-coding (Type III main effects under patsy's default treatment coding would test each
-factor at the other factors' reference level).
+- **ANOVA: seed is a random block, and factor x seed is random too.** A fixed block
+  ``C(seed)`` with the pooled residual is right only when the factors' effects are the
+  same in every seed; it then tests each term against the mean of all term x seed
+  interactions. Training seeds do change how much clustering or routing helps (the
+  calibration's null studies plant exactly such seed-level factor shifts), and the
+  question is about the population of seeds, so that pooled test is anti-conservative
+  for a factor whose effect varies by seed. The model used is therefore the mixed model
+  with seed and every term x seed random. In a balanced grid (every seed has the same
+  runs, the planned design) its REML F test of a term is exactly the classical
+  error-stratum test: the term's mean square over the term x seed mean square, on
+  (1, n_seeds - 1) df (across datasets: the pooled within-dataset term x seed stratum,
+  D (S - 1) df, and ``dataset x term`` rows for the non-additivity across datasets).
+  It is computed in closed form from the per-seed contrasts (the tests check it against
+  ``anova_lm`` on the saturated OLS model). statsmodels ``MixedLM`` is used where that
+  closed form does not exist, a grid with missing runs: a random seed intercept, Wald
+  tests per term, flagged in the ``method`` column (it assumes no factor x seed spread).
+  Sums of squares are the partial (Type III-like, orthogonal in the planned design) sums
+  of squares of the +-1 contrasts; partial eta^2 = SS / (SS + SS of its error stratum).
+- **Paired effects** (cluster on minus off; each variant minus the baseline; intervention
+  drops; trained minus fresh reader) are averaged within seed first, then tested across
+  seeds with a one-sample t (n = number of seeds).
+- **Correlations** (geometry vs accuracy, the token-flow curve): the point estimate is
+  Spearman's rho over all runs; its interval comes from a bootstrap that resamples seeds
+  (cluster bootstrap; with S seeds it has at most C(2S-1, S) distinct resamples, 10 for
+  3 seeds, so it is descriptive); the curve also gets a joint band over depths (max-t
+  over depths of the same resamples). The p-value is a seed-level test: Spearman's rho
+  within each seed, t-tested across seeds. Geometry correlations are reported pooled
+  and "within cells": on the residuals after the factors' main effects, fitted within
+  each seed, so a metric that merely follows the cluster factor does not count.
+- **Multiplicity**: ``p_holm`` is Holm within a table (within one response and scope for
+  the ANOVA), ``p_bh`` is Benjamini-Hochberg over every test the study reports.
+- **Verdicts** follow the pre-stated rules of config section ``verdicts`` (see
+  :func:`verdict_table`); every criterion states its estimate, interval, threshold,
+  p, and the minimum detectable effect of these seeds at the configured power.
+
+Every function tolerates a partial grid (a smoke run with one seed, one cluster level, or
+only a few combinations): single-level factors and aliased terms are dropped and named in
+``note``; tests without seed-level degrees of freedom report NaN instead of failing.
+The calibration of every test family (size and power under simulated studies with
+seed-level random effects) is in tests/test_calibration.py and BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -22,27 +55,32 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import patsy
 import statsmodels.formula.api as smf
 import xarray as xr
 from scipy import stats as sps
-from statsmodels.stats.anova import anova_lm
 
-from inrroute.io import write_csv, write_netcdf
-
-from .config import BASELINE, FACTOR_NAMES
-from .probes import GEOMETRY_KEYS
+from .config import StudyConfig, VerdictConfig
+from .io import write_csv, write_netcdf
+from .study import (
+    BASELINE,
+    FACTOR_NAMES,
+    GEOMETRY_METRICS,
+    GRID_DIMS,
+    INTERVENTIONS_BIAS,
+    INTERVENTIONS_CONTROL,
+    STATS_TABLES,
+    combination_name,
+)
 
 FACTORS = FACTOR_NAMES
-GRID_DIMS = ("dataset", "seed", *FACTORS)
 ANOVA_RESPONSES = ("reader_accuracy", "knn_consistency", "linear_probe_accuracy", "psnr")
-GEOMETRY_METRICS = (*GEOMETRY_KEYS, "fresh_reader_accuracy")
-CLUSTER_RESPONSES = ("knn_consistency", "reader_accuracy")
+CORRELATION_METRICS = (*GEOMETRY_METRICS, "fresh_reader_accuracy")
+CLUSTER_RESPONSES = ("knn_consistency", "reader_accuracy", "linear_probe_accuracy")
 VARIANT_RESPONSES = (
     "reader_accuracy",
     "knn_consistency",
@@ -50,33 +88,61 @@ VARIANT_RESPONSES = (
     "fresh_reader_accuracy",
     "drop_bias_shuffle",
 )
+# Paired contrasts between interventions (first minus second), reported beside the drops:
+# shuffle vs its column control (separation), zero vs shuffle (the equivalence of the
+# bias rule), mean vs shuffle (sample information versus a shift of the marginal).
+DROP_CONTRASTS = (
+    ("bias_shuffle", "col_shuffle"),
+    ("bias_zero", "bias_shuffle"),
+    ("bias_mean", "bias_shuffle"),
+)
+TOKENFLOW_PREFIX = "tokenflow__"
+PHI_DEPTH = "phi"  # the exposed phi's kNN consistency (geometry.nc) as the curve's input
+CI_LEVEL = 0.95
 
 ANOVA_COLUMNS = [
-    "response", "scope", "term", "sum_sq", "df", "F", "p",
-    "partial_eta_sq", "p_holm", "non_additivity", "note",
+    "response", "scope", "term", "sum_sq", "df", "error_sum_sq", "df_error", "F", "p",
+    "partial_eta_sq", "p_holm", "p_bh", "non_additivity", "method", "note",
 ]  # fmt: skip
-CLUSTER_COLUMNS = ["dataset", "response", "mean_diff", "ci_low", "ci_high", "t", "p", "n_pairs"]
-CORR_COLUMNS = ["dataset", "metric", "spearman_rho", "p", "ci_low", "ci_high", "n"]
+SEED_TEST_COLUMNS = ["estimate", "ci_low", "ci_high", "t", "df", "p", "n_seeds", "sd_seed", "mde"]
+CLUSTER_COLUMNS = ["dataset", "response", *SEED_TEST_COLUMNS, "p_holm", "p_bh"]
+VARIANT_COLUMNS = ["dataset", "combination", "response", *SEED_TEST_COLUMNS, "p_holm", "p_bh"]
+CORR_COLUMNS = [
+    "dataset", "metric", "kind", "spearman_rho", "ci_low", "ci_high", "rho_seed_mean",
+    "t", "df", "p", "n_runs", "n_seeds", "p_holm", "p_bh",
+]  # fmt: skip
 TOKENFLOW_COLUMNS = [
-    "dataset", "depth", "depth_index", "spearman_rho", "p", "ci_low", "ci_high", "n",
+    "dataset", "depth", "depth_index", "stage", "spearman_rho", "ci_low", "ci_high",
+    "band_low", "band_high", "rho_seed_mean", "t", "df", "p", "n_runs", "n_seeds",
+    "p_holm", "p_bh",
 ]  # fmt: skip
-VARIANT_COLUMNS = [
-    "dataset",
-    "combination",
-    "response",
-    "mean_diff",
-    "ci_low",
-    "ci_high",
-    "n_pairs",
-]
+DROP_COLUMNS = [
+    "dataset", "bias_route", "intervention", "kind", *SEED_TEST_COLUMNS,
+    "ci90_low", "ci90_high", "n_runs", "p_holm", "p_bh",
+]  # fmt: skip
+VERDICT_COLUMNS = [
+    "dataset", "question", "scope", "criterion", "statistic", "estimate", "ci_low",
+    "ci_high", "ci90_low", "ci90_high", "threshold", "p", "p_holm", "mde", "n_seeds",
+    "outcome", "rule",
+]  # fmt: skip
+INTERACTION_COLUMNS = [
+    "dataset", "response", "factor_a", "level_a", "factor_b", "level_b",
+    "estimate", "ci_low", "ci_high", "n_seeds",
+]  # fmt: skip
+INTERACTION_RESPONSES = ("reader_accuracy", "knn_consistency")
+COLUMNS = {
+    "interaction_means": INTERACTION_COLUMNS,
+    "anova": ANOVA_COLUMNS,
+    "cluster_effect": CLUSTER_COLUMNS,
+    "geometry_correlation": CORR_COLUMNS,
+    "tokenflow_curve": TOKENFLOW_COLUMNS,
+    "variants_vs_baseline": VARIANT_COLUMNS,
+    "intervention_drops": DROP_COLUMNS,
+    "verdicts": VERDICT_COLUMNS,
+}
 
 
 # --------------------------------------------------------------------------- frame
-
-
-def combination_name(cluster: int, route: int, bias_route: int, dense_fit: int) -> str:
-    """The run name of one factor combination, e.g. ``cluster0_route1_biasroute0_densefit1``."""
-    return f"cluster{cluster}_route{route}_biasroute{bias_route}_densefit{dense_fit}"
 
 
 def _check_summary(ds: xr.Dataset) -> None:
@@ -106,7 +172,8 @@ def _run_mask(ds: xr.Dataset) -> xr.DataArray:
 
 
 def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
-    """One row per run that exists: grid keys, ``combination``, scalar responses, ``drop_*``.
+    """One row per run that exists: grid keys, ``combination``, responses, ``drop_*``,
+    and ``tokenflow__<depth>``.
 
     A grid cell is a run where the summary's boolean ``ran`` says so (when present),
     otherwise where at least one scalar response is finite. Responses are the numeric,
@@ -134,6 +201,10 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
         for z in levels:
             if z != "none":
                 cols[f"drop_{z}"] = (base - ia.sel(intervention=z)).to_series()
+    if "tokenflow_consistency" in ds.data_vars:
+        tf = ds["tokenflow_consistency"].transpose(*GRID_DIMS, "depth")
+        for d in tf["depth"].values:
+            cols[f"{TOKENFLOW_PREFIX}{d}"] = tf.sel(depth=d).drop_vars("depth").to_series()
     if not cols:
         raise ValueError(f"summary has no variable over {list(GRID_DIMS)}: nothing to analyse")
     df = pd.DataFrame(cols)
@@ -143,9 +214,109 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     for key in ("seed", *FACTORS):
         df[key] = df[key].astype(int)
     df["combination"] = [
-        combination_name(*row) for row in df[list(FACTORS)].itertuples(index=False)
+        combination_name(**dict(zip(FACTORS, row)))
+        for row in df[list(FACTORS)].itertuples(index=False)
     ]
     return df[[*GRID_DIMS, "combination", *responses]].reset_index(drop=True)
+
+
+def tokenflow_depths(df: pd.DataFrame) -> list[str]:
+    """The reader depths of the frame's token-flow columns, in summary order."""
+    return [c[len(TOKENFLOW_PREFIX) :] for c in df.columns if c.startswith(TOKENFLOW_PREFIX)]
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)) if rows else _empty(columns)
+
+
+# --------------------------------------------------------------------------- seed-level t
+
+
+def seed_test(
+    values: Iterable[float], alpha: float = 1 - CI_LEVEL, power: float = 0.8
+) -> dict[str, float]:
+    """One-sample t across seeds of per-seed values (their mean is the estimate).
+
+    Returns the estimate, its (1 - alpha) interval, the (1 - 2 alpha) interval used by
+    equivalence rules, t, df, two-sided p, the number of seeds, the seed-level sd, and
+    ``mde``: the smallest true effect this many seeds detect with ``power`` at ``alpha``
+    given the observed sd (NaN where undefined: n < 2).
+    """
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    out = dict.fromkeys(
+        ("estimate", "ci_low", "ci_high", "ci90_low", "ci90_high", "t", "p", "sd_seed", "mde"),
+        np.nan,
+    )
+    out.update(n_seeds=n, df=float(max(n - 1, 0)))
+    if n == 0:
+        return out
+    mean = float(v.mean())
+    out["estimate"] = mean
+    if n < 2:
+        return out
+    sd = float(v.std(ddof=1))
+    se = sd / np.sqrt(n)
+    df = n - 1
+    t_crit = float(sps.t.ppf(1 - alpha / 2, df))
+    t_eq = float(sps.t.ppf(1 - alpha, df))
+    out.update(sd_seed=sd, mde=(t_crit + float(sps.t.ppf(power, df))) * se)
+    if se <= 1e-12 * max(1.0, abs(mean)):
+        # Identical per-seed values: the interval collapses; t is infinite unless mean is 0.
+        out.update(ci_low=mean, ci_high=mean, ci90_low=mean, ci90_high=mean)
+        if mean != 0.0:
+            out.update(t=float(np.copysign(np.inf, mean)), p=0.0)
+        return out
+    t = mean / se
+    out.update(
+        ci_low=mean - t_crit * se,
+        ci_high=mean + t_crit * se,
+        ci90_low=mean - t_eq * se,
+        ci90_high=mean + t_eq * se,
+        t=t,
+        p=float(2 * sps.t.sf(abs(t), df)),
+    )
+    return out
+
+
+def _seed_row(values: Iterable[float], columns: Sequence[str] = SEED_TEST_COLUMNS) -> dict:
+    res = seed_test(values)
+    return {k: res[k] for k in columns}
+
+
+def holm(p: Iterable[float]) -> np.ndarray:
+    """Holm adjusted p-values over the finite entries; NaN entries stay NaN."""
+    return _adjust(p, "holm")
+
+
+def _adjust(p: Iterable[float], method: str) -> np.ndarray:
+    """Holm (``holm``) or Benjamini-Hochberg (``fdr_bh``) adjusted p over finite entries.
+
+    The same values as ``statsmodels.stats.multitest.multipletests`` (the tests check
+    it), computed directly because that function runs a full ``gc.collect()`` on every
+    call (~50 ms), which dominated the stats stage and the calibration.
+    """
+    p = np.asarray(list(p), dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if not m:
+        return out
+    order = np.argsort(p[ok], kind="stable")
+    sorted_p = p[ok][order]
+    if method == "holm":  # k-th smallest times (m - k + 1), made monotone upwards
+        adj = np.maximum.accumulate(sorted_p * (m - np.arange(m)))
+    elif method == "fdr_bh":  # k-th smallest times m / k, made monotone downwards
+        adj = np.minimum.accumulate((sorted_p * m / np.arange(1, m + 1))[::-1])[::-1]
+    else:
+        raise ValueError(f"method={method!r}: expected 'holm' or 'fdr_bh'")
+    out[ok[order]] = np.minimum(adj, 1.0)
+    return out
 
 
 # --------------------------------------------------------------------------- ANOVA
@@ -155,157 +326,196 @@ def _term_name(factors: Sequence[str]) -> str:
     return ":".join(f"C({f})" for f in factors)
 
 
-def _estimable_terms(
-    data: pd.DataFrame, factors: Sequence[str], block_term: str | None
-) -> tuple[list[str], list[str]]:
-    """Hierarchical full-factorial terms that raise the design's rank; and the aliased rest.
+def _contrast_design(
+    cells: pd.DataFrame, factors: Sequence[str]
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """+-1 contrast columns of the hierarchical full factorial on the present cells.
 
-    With missing cells (a smoke run with two combinations) some terms cannot be told apart
-    from others; they are left out instead of fitting a rank-deficient model.
+    Returns the estimable term names, the design (intercept first, one column per term)
+    and the aliased terms: a term whose column adds no rank to the terms before it (a
+    smoke run with two combinations cannot separate ``route`` from ``dense_fit``).
     """
-    candidates = [
-        _term_name(combo)
-        for order in range(1, len(factors) + 1)
-        for combo in itertools.combinations(factors, order)
-    ]
-    head = [block_term] if block_term else []
-    # One design matrix for the full model; each term's columns are then tested for
-    # whether they add rank to the terms kept before it (hierarchical order).
-    design = patsy.dmatrix(" + ".join(["1", *head, *candidates]), data)
-    matrix = np.asarray(design)
-    slices = design.design_info.term_name_slices
-    cols = list(range(slices["Intercept"].start, slices["Intercept"].stop))
-    for term in head:
-        cols += list(range(slices[term].start, slices[term].stop))
-    current = int(np.linalg.matrix_rank(matrix[:, cols]))
-    kept, aliased = list(head), []
-    for term in candidates:
-        trial = cols + list(range(slices[term].start, slices[term].stop))
-        new = int(np.linalg.matrix_rank(matrix[:, trial]))
-        if new > current:
-            kept.append(term)
-            cols, current = trial, new
-        else:
-            aliased.append(term)
-    return kept, aliased
+    signs = {f: 2.0 * cells[f].to_numpy(float) - 1.0 for f in factors}
+    cols, names, aliased = [np.ones(len(cells))], [], []
+    rank = 1
+    for order in range(1, len(factors) + 1):
+        for combo in itertools.combinations(factors, order):
+            x = np.prod([signs[f] for f in combo], axis=0)
+            trial = np.column_stack([*cols, x])
+            new = int(np.linalg.matrix_rank(trial))
+            if new > rank:
+                cols.append(x)
+                names.append(_term_name(combo))
+                rank = new
+            else:
+                aliased.append(_term_name(combo))
+    return names, np.column_stack(cols), aliased
 
 
-def _empty(columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+def _unit_matrix(
+    data: pd.DataFrame, factors: Sequence[str]
+) -> tuple[pd.DataFrame, np.ndarray, list] | None:
+    """Cells (rows of factor levels) and the unit x cell response matrix, or None when the
+    grid is unbalanced (a unit lacks a cell, or has one twice)."""
+    wide = data.pivot_table(index="_unit", columns=list(factors), values="_y", aggfunc="count")
+    if (wide.fillna(0) != 1).to_numpy().any():
+        return None
+    y = data.pivot_table(index="_unit", columns=list(factors), values="_y", aggfunc="mean")
+    cells = y.columns.to_frame(index=False)
+    if not factors:
+        cells = pd.DataFrame(index=range(y.shape[1]))
+    return cells, y.to_numpy(float), list(y.index)
+
+
+def _stratum_rows(
+    beta: np.ndarray, weight: np.ndarray, names: list[str], groups: np.ndarray
+) -> list[dict]:
+    """Error-stratum F tests of every term (and its dataset interaction) from per-unit
+    coefficients ``beta`` (terms x units), ``weight`` = 1 / diag((X'X)^-1)."""
+    rows = []
+    labels = np.unique(groups)
+    n_d = labels.size
+    means = np.stack([beta[:, groups == g].mean(axis=1) for g in labels], axis=1)
+    sizes = np.array([(groups == g).sum() for g in labels])
+    dev = beta - means[:, np.searchsorted(labels, groups)]
+    df_err = float(np.sum(sizes - 1))
+    for j, term in enumerate(names):
+        err = float(weight[j] * np.sum(dev[j] ** 2))
+        grand = float(np.sum(sizes * means[j]) / sizes.sum())
+        ss = float(weight[j] * sizes.sum() * grand**2)
+        rows.append(_f_row(term, ss, 1.0, err, df_err))
+        if n_d > 1:
+            ss_d = float(weight[j] * np.sum(sizes * (means[j] - grand) ** 2))
+            rows.append(_f_row(f"C(dataset):{term}", ss_d, float(n_d - 1), err, df_err))
+    return rows
+
+
+def _f_row(term: str, ss: float, df: float, err: float, df_err: float) -> dict:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.float64(ss / df) / np.float64(err / df_err) if df_err > 0 else np.nan
+        p = float(sps.f.sf(f, df, df_err)) if np.isfinite(f) else (0.0 if f == np.inf else np.nan)
+        eta = ss / (ss + err) if df_err > 0 and ss + err > 0 else np.nan
+    return {"term": term, "sum_sq": ss, "df": df, "error_sum_sq": err, "df_error": df_err,
+            "F": f, "p": p, "partial_eta_sq": eta}  # fmt: skip
+
+
+def _stratified_anova(data: pd.DataFrame, varying: list[str]) -> tuple[list[dict], list[str]]:
+    """The balanced mixed-model ANOVA (seed and term x seed random); None if unbalanced."""
+    mat = _unit_matrix(data, varying)
+    if mat is None:
+        return [], []
+    cells, y, units = mat
+    names, x, aliased = _contrast_design(cells, varying)
+    beta, *_ = np.linalg.lstsq(x, y.T, rcond=None)  # (1 + terms) x units
+    weight = 1.0 / np.diag(np.linalg.inv(x.T @ x))
+    unit_group = dict(zip(data["_unit"], data["_group"]))
+    groups = np.array([unit_group[u] for u in units])
+    rows = []
+    # Block rows: between datasets (tested against seeds within dataset) and the seed
+    # block itself (random: its variance is not tested).
+    labels, inv = np.unique(groups, return_inverse=True)
+    intercept = beta[0]
+    grp_mean = np.array([intercept[inv == i].mean() for i in range(labels.size)])
+    seed_ss = float(weight[0] * np.sum((intercept - grp_mean[inv]) ** 2))
+    seed_df = float(len(units) - labels.size)
+    if labels.size > 1:
+        sizes = np.bincount(inv)
+        ss_d = float(
+            weight[0] * np.sum(sizes * (grp_mean - np.average(grp_mean, weights=sizes)) ** 2)
+        )
+        rows.append(_f_row("C(dataset)", ss_d, float(labels.size - 1), seed_ss, seed_df))
+    block = "C(dataset):C(seed)" if labels.size > 1 else "C(seed)"
+    rows.append({"term": block, "sum_sq": seed_ss, "df": seed_df, "error_sum_sq": np.nan,
+                 "df_error": np.nan, "F": np.nan, "p": np.nan, "partial_eta_sq": np.nan})  # fmt: skip
+    rows += _stratum_rows(beta[1:], weight[1:], names, groups)
+    return rows, aliased
+
+
+def _mixedlm_anova(data: pd.DataFrame, varying: list[str]) -> tuple[list[dict], list[str]]:
+    """Unbalanced grid: MixedLM with a random intercept per seed, Wald test per term."""
+    cells = data[varying].drop_duplicates().reset_index(drop=True)
+    names, _, aliased = _contrast_design(cells, varying)
+    terms = ([f"C(dataset) * ({' + '.join(names)})"] if data["_group"].nunique() > 1
+             else names) if names else []  # fmt: skip
+    if not terms:
+        return [], aliased
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = smf.mixedlm("_y ~ " + " + ".join(terms), data, groups=data["_unit"]).fit(reml=True)
+        wald = fit.wald_test_terms(scalar=True).table
+    rows = []
+    for term, r in wald.iterrows():
+        if term == "Intercept":
+            continue
+        df = float(r["df_constraint"])
+        rows.append({"term": term, "sum_sq": np.nan, "df": df, "error_sum_sq": np.nan,
+                     "df_error": np.nan, "F": float(r["statistic"]) / df,
+                     "p": float(r["pvalue"]), "partial_eta_sq": np.nan})  # fmt: skip
+    return rows, aliased
 
 
 def anova_table(
     df: pd.DataFrame,
     response: str,
     factors: Sequence[str] = FACTORS,
-    block: str | None = None,
     scope: str | None = None,
 ) -> pd.DataFrame:
-    """Type II ANOVA of the full factorial over ``factors`` (seeds as replicates).
+    """Mixed-model ANOVA of the full factorial over ``factors`` with seed as random block.
 
-    ``block="dataset"`` adds ``C(dataset)`` as an additive block. Holm correction runs
-    over the non-residual rows of this table; partial eta^2 = SS / (SS + SS_resid).
-    ``scope`` labels the table (default: the single dataset's name, or "pooled" with a
-    block). Single-level factors and aliased terms are dropped and named in ``note``.
+    One dataset: each term against its term x seed stratum. Several datasets: seeds are
+    nested in datasets, every term gets a ``C(dataset):term`` row (non-additivity across
+    datasets, DESIGN 5), both tested against the pooled within-dataset term x seed
+    stratum. ``scope`` labels the table (default: the dataset's name, or "pooled").
     """
     if response not in df.columns:
         raise ValueError(f"response {response!r} is not a column: expected one of {list(df)}")
-    if block not in (None, "dataset"):
-        raise ValueError(f"block={block!r}: expected None or 'dataset'")
     missing = [f for f in factors if f not in df.columns]
     if missing:
         raise ValueError(f"factors {missing} are not columns of the frame")
-    data = df[df[response].notna() & np.isfinite(df[response].astype(float))].copy()
+    data = df[np.isfinite(df[response].astype(float))].copy()
+    names = sorted(data["dataset"].unique())
     if scope is None:
-        names = sorted(data["dataset"].unique()) if "dataset" in data else []
-        scope = "pooled" if block else (names[0] if len(names) == 1 else "all")
+        scope = "pooled" if len(names) > 1 else (names[0] if names else "all")
     if data.empty:
         return _empty(ANOVA_COLUMNS)
-    data = data.rename(columns={response: "_y"})
-    notes: list[str] = []
+    data["_y"] = data[response].astype(float)
+    data["_group"] = data["dataset"].astype(str)
+    data["_unit"] = data["_group"] + "/" + data["seed"].astype(str)
+    notes = []
     varying = [f for f in factors if data[f].nunique() > 1]
     single = [f for f in factors if f not in varying]
     if single:
         notes.append(f"single-level factors dropped: {', '.join(single)}")
-    block_term = None
-    if block and data[block].nunique() > 1:
-        block_term = f"C({block})"
-    elif block:
-        notes.append(f"block {block} has one level and was dropped")
-    terms, aliased = _estimable_terms(data, varying, block_term)
+    method = "error-stratum F (seed and term x seed random)"
+    rows, aliased = _stratified_anova(data, varying)
+    if not rows:
+        method = "MixedLM random seed intercept, Wald (unbalanced grid)"
+        notes.append("unbalanced grid: a random seed intercept only, no term x seed stratum")
+        rows, aliased = _mixedlm_anova(data, varying)
     if aliased:
         notes.append(f"aliased terms dropped (missing cells): {', '.join(aliased)}")
-
-    if not terms:
-        resid = data["_y"] - data["_y"].mean()
-        notes.append("no factor varies: only the residual is reported")
-        table = pd.DataFrame(
-            {"sum_sq": [float(resid @ resid)], "df": [float(len(data) - 1)],
-             "F": [np.nan], "PR(>F)": [np.nan]},
-            index=["Residual"],
-        )  # fmt: skip
-    else:
-        model = smf.ols("_y ~ " + " + ".join(terms), data=data).fit()
-        if model.df_resid < 1:
-            # Type II needs the residual variance; with one run per cell only sequential
-            # sums of squares (identical to Type II in a balanced design) are defined.
-            notes.append("no residual degrees of freedom (one run per cell): F and p are NaN")
-            with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                table = anova_lm(model, typ=1)
-            table["F"] = np.nan
-            table["PR(>F)"] = np.nan
-            table.loc["Residual", ["sum_sq", "df"]] = [float(model.ssr), 0.0]
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                table = anova_lm(model, typ=2)
-        table = table[["sum_sq", "df", "F", "PR(>F)"]]
-
-    out = table.rename(columns={"PR(>F)": "p"}).rename_axis("term").reset_index()
-    is_term = (out["term"] != "Residual").to_numpy()
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return _empty(ANOVA_COLUMNS)
+    if data["_unit"].nunique() - data["_group"].nunique() < 1:
+        notes.append("one seed per dataset: no seed-level error, nothing can be tested")
     y = data["_y"].to_numpy(float)
     if np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
-        # Round-off in the sums of squares of a constant response would otherwise show
-        # up as "significant" F ratios of 1e-30 over 1e-31.
+        # Round-off of a constant response would otherwise give "significant" 1e-30 / 1e-31.
         notes.append("response is constant across runs: nothing to test")
-        out[["sum_sq", "F", "p"]] = [0.0, np.nan, np.nan]
-    resid = out["term"] == "Residual"
-    ss_resid = float(out.loc[resid, "sum_sq"].iloc[0])
-    df_resid = float(out.loc[resid, "df"].iloc[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = out["sum_sq"] / (out["sum_sq"] + ss_resid)
-    # Without residual degrees of freedom (or variance) partial eta^2 is degenerate.
-    ok = is_term & (df_resid > 0) & np.isfinite(out["p"].to_numpy(float))
-    out["partial_eta_sq"] = np.where(ok, eta, np.nan)
+        out[["F", "p", "partial_eta_sq"]] = np.nan
+    is_term = out["term"].str.contains(r"C\((?:" + "|".join(FACTORS) + r")\)", regex=True)
     out["p_holm"] = holm(np.where(is_term, out["p"], np.nan))
-    out["non_additivity"] = out["term"].str.contains(":", regex=False)
-    out["response"] = response
-    out["scope"] = scope
+    out["p_bh"] = np.nan
+    out["non_additivity"] = out["term"].str.contains(":", regex=False) & is_term
+    out["response"], out["scope"], out["method"] = response, scope, method
     out["note"] = "; ".join(notes)
     return out[ANOVA_COLUMNS]
 
 
-def holm(p: Iterable[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values over the finite entries; NaN entries stay NaN.
-
-    Same values as ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]``
-    (the tests check this), computed directly because that function runs a full
-    ``gc.collect()`` on every call (~0.3 s here), which dominated ``anova_all``.
-    """
-    p = np.asarray(list(p), dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = np.argsort(p[ok], kind="stable")
-        m = ok.size
-        # k-th smallest p times (m - k + 1), made monotone, capped at 1.
-        adj = np.minimum(np.maximum.accumulate(p[ok][order] * (m - np.arange(m))), 1.0)
-        out[ok[order]] = adj
-    return out
-
-
 def anova_all(df: pd.DataFrame) -> pd.DataFrame:
-    """ANOVA tables for the section-5 responses and every ``drop_*``: per dataset and pooled."""
+    """ANOVA tables for the section-5 responses and every ``drop_*``: per dataset and,
+    with several datasets, pooled with dataset x factor terms."""
     responses = [r for r in ANOVA_RESPONSES if r in df.columns]
     responses += sorted(c for c in df.columns if c.startswith("drop_"))
     datasets = sorted(df["dataset"].unique())
@@ -314,64 +524,43 @@ def anova_all(df: pd.DataFrame) -> pd.DataFrame:
         for name in datasets:
             tables.append(anova_table(df[df["dataset"] == name], response, scope=name))
         if len(datasets) > 1:
-            tables.append(anova_table(df, response, block="dataset", scope="pooled"))
+            tables.append(anova_table(df, response, scope="pooled"))
     tables = [t for t in tables if not t.empty]
-    if not tables:
-        return _empty(ANOVA_COLUMNS)
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True) if tables else _empty(ANOVA_COLUMNS)
 
 
 # --------------------------------------------------------------------------- paired effects
 
 
-def paired_t(diff: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    """Mean, two-sided t-interval, t and p of paired differences (NaN where undefined)."""
-    diff = np.asarray(diff, dtype=float)
-    n = diff.size
-    res = {"mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "t": np.nan, "p": np.nan}
-    if n == 0:
-        return res
-    mean = float(diff.mean())
-    res["mean_diff"] = mean
-    if n < 2:
-        return res
-    se = float(diff.std(ddof=1)) / np.sqrt(n)
-    if se == 0.0:
-        # Identical differences: the interval collapses; t is infinite unless the mean is 0.
-        res.update(ci_low=mean, ci_high=mean)
-        if mean != 0.0:
-            res.update(t=float(np.copysign(np.inf, mean)), p=0.0)
-        return res
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
-    t = mean / se
-    res.update(ci_low=mean - half, ci_high=mean + half, t=t, p=float(2 * sps.t.sf(abs(t), n - 1)))
-    return res
+def _paired_per_seed(sub: pd.DataFrame, factor: str, response: str) -> pd.Series:
+    """Per seed: mean over matched cells of (factor on minus factor off)."""
+    keys = ["seed", *(f for f in FACTORS if f != factor)]
+    wide = sub.pivot_table(index=keys, columns=factor, values=response, aggfunc="mean")
+    diff = (wide[1] - wide[0]).dropna()
+    return diff.groupby(level="seed").mean()
 
 
 def cluster_effect(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired effect of ``cluster`` (1 minus 0) on kNN consistency and reader accuracy.
-
-    Pairs match on dataset, seed and the other three factors' levels.
-    """
-    keys = ["seed", *(f for f in FACTORS if f != "cluster")]
+    """Effect of ``cluster`` (on minus off): within-seed mean over the other factors'
+    matched cells, tested across seeds (n = number of seeds)."""
     rows = []
     for name, sub in df.groupby("dataset", sort=True):
         if set(sub["cluster"].unique()) != {0, 1}:
             continue
         for response in CLUSTER_RESPONSES:
-            if response not in sub.columns:
+            if response not in sub.columns or sub[response].isna().all():
                 continue
-            wide = sub.pivot_table(index=keys, columns="cluster", values=response, aggfunc="mean")
-            diff = (wide[1] - wide[0]).dropna().to_numpy()
-            if diff.size == 0:
+            per_seed = _paired_per_seed(sub, "cluster", response)
+            if per_seed.empty:
                 continue
-            rows.append({"dataset": name, "response": response, **paired_t(diff),
-                         "n_pairs": int(diff.size)})  # fmt: skip
-    return pd.DataFrame(rows, columns=CLUSTER_COLUMNS) if rows else _empty(CLUSTER_COLUMNS)
+            rows.append({"dataset": name, "response": response, **_seed_row(per_seed)})
+    out = _frame(rows, CLUSTER_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
 
 
 def variants_vs_baseline(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired-by-seed difference of every non-baseline combination minus the baseline."""
+    """Every non-baseline combination minus the baseline, paired by seed, across seeds."""
     rows = []
     for name, sub in df.groupby("dataset", sort=True):
         base = sub[sub["combination"] == BASELINE].set_index("seed")
@@ -382,21 +571,71 @@ def variants_vs_baseline(df: pd.DataFrame) -> pd.DataFrame:
             for response in VARIANT_RESPONSES:
                 if response not in sub.columns:
                     continue
-                diff = (var[response] - base[response]).dropna().to_numpy()
-                if diff.size == 0:
+                diff = (var[response] - base[response]).dropna()
+                if diff.empty:
                     continue
-                r = paired_t(diff)
                 rows.append({"dataset": name, "combination": combo, "response": response,
-                             "mean_diff": r["mean_diff"], "ci_low": r["ci_low"],
-                             "ci_high": r["ci_high"], "n_pairs": int(diff.size)})  # fmt: skip
-    return pd.DataFrame(rows, columns=VARIANT_COLUMNS) if rows else _empty(VARIANT_COLUMNS)
+                             **_seed_row(diff)})  # fmt: skip
+    out = _frame(rows, VARIANT_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
+
+
+def intervention_drops(df: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFrame:
+    """Accuracy drop of every intervention (none minus it) and the paired contrasts of
+    DROP_CONTRASTS, per dataset and ``bias_route`` level ("0", "1", and "all"): the mean
+    over the level's runs within seed, tested across seeds."""
+    present = {c[len("drop_") :] for c in df.columns if c.startswith("drop_")}
+    order = [z for z in (*INTERVENTIONS_BIAS, *INTERVENTIONS_CONTROL) if z in present]
+    order += sorted(present - set(order))
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        levels = [("all", sub)] + [
+            (str(lv), part) for lv, part in sub.groupby("bias_route", sort=True)
+        ]
+        if sub["bias_route"].nunique() < 2:
+            levels = levels[1:]  # "all" would repeat the single level
+        for level, part in levels:
+            per_seed = part.groupby("seed")
+            for z in order:
+                kind = "control" if z in INTERVENTIONS_CONTROL else "bias"
+                rows.append(
+                    _drop_row(name, level, z, kind, per_seed[f"drop_{z}"].mean(), part, alpha)
+                )
+            for a, b in DROP_CONTRASTS:
+                if a in present and b in present:
+                    diff = per_seed[f"drop_{a}"].mean() - per_seed[f"drop_{b}"].mean()
+                    rows.append(_drop_row(name, level, f"{a} - {b}", "contrast", diff, part, alpha))
+    out = _frame(rows, DROP_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
+
+
+def _drop_row(name, level, label, kind, per_seed: pd.Series, part: pd.DataFrame, alpha) -> dict:
+    res = seed_test(per_seed, alpha)
+    return {"dataset": name, "bias_route": level, "intervention": label, "kind": kind,
+            **{k: res[k] for k in SEED_TEST_COLUMNS}, "ci90_low": res["ci90_low"],
+            "ci90_high": res["ci90_high"], "n_runs": len(part)}  # fmt: skip
+
+
+def interaction_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Cell means of every factor pair for the interaction plots, with seed-level 95% CIs:
+    per seed the mean over the other factors, then a t-interval across seeds."""
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        for response in (r for r in INTERACTION_RESPONSES if r in sub.columns):
+            for a, b in itertools.combinations(FACTORS, 2):
+                per_seed = sub.groupby([a, b, "seed"])[response].mean()
+                for (la, lb), values in per_seed.groupby(level=[0, 1]):
+                    res = seed_test(values)
+                    rows.append({"dataset": name, "response": response, "factor_a": a,
+                                 "level_a": int(la), "factor_b": b, "level_b": int(lb),
+                                 **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
+                                                        "n_seeds")}})  # fmt: skip
+    return _frame(rows, INTERACTION_COLUMNS)
 
 
 # --------------------------------------------------------------------------- correlations
-
-
-def _rank_rows(a: np.ndarray) -> np.ndarray:
-    return sps.rankdata(a, axis=-1)
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -409,110 +648,444 @@ def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 1e-12 * np.maximum(1.0, np.abs(num)), num / den, np.nan)
 
 
-def spearman_boot(x: np.ndarray, y: np.ndarray, boot_idx: np.ndarray | None) -> dict[str, float]:
-    """Spearman rho and p of finite pairs, with a percentile 95% bootstrap CI over pairs.
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rho over finite pairs; NaN when undefined (n < 3 or a constant side)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(_row_corr(sps.rankdata(x[ok]), sps.rankdata(y[ok])))
 
-    ``boot_idx`` (n_boot, n) resamples the pairs; resamples with a constant side are
-    skipped. Constant inputs give NaN without warnings.
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    out = {"spearman_rho": np.nan, "p": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-           "n": int(x.size)}  # fmt: skip
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    res = sps.spearmanr(x, y)
-    out["spearman_rho"] = float(res.statistic)
-    out["p"] = float(res.pvalue)
-    if boot_idx is not None and boot_idx.size:
-        rho = _row_corr(_rank_rows(x[boot_idx]), _rank_rows(y[boot_idx]))
-        rho = rho[np.isfinite(rho)]
-        if rho.size:
-            out["ci_low"], out["ci_high"] = (float(v) for v in np.percentile(rho, [2.5, 97.5]))
+
+def _seed_resamples(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_seeds) seed indices drawn with replacement: the cluster bootstrap."""
+    return rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if n_boot and n_seeds else None
+
+
+def _boot_rho(x: np.ndarray, y: np.ndarray, seed_of: np.ndarray, idx) -> np.ndarray:
+    """Spearman rho over all runs of each resample of seeds (NaN where undefined)."""
+    if idx is None:
+        return np.empty(0)
+    runs = [np.flatnonzero(seed_of == s) for s in range(int(seed_of.max()) + 1)]
+    if len({r.size for r in runs}) == 1:  # balanced: one vectorised pass
+        grid = np.stack(runs)[idx].reshape(idx.shape[0], -1)
+        return _row_corr(sps.rankdata(x[grid], axis=-1), sps.rankdata(y[grid], axis=-1))
+    return np.array([spearman(x[np.concatenate([runs[s] for s in b])],
+                              y[np.concatenate([runs[s] for s in b])]) for b in idx])  # fmt: skip
+
+
+def _residualise_within_seed(sub: pd.DataFrame, col: str) -> np.ndarray:
+    """Residuals of ``col`` after the factors' main effects, fitted within each seed, so
+    that a metric which only follows a factor (cluster) carries nothing into them."""
+    out = np.full(len(sub), np.nan)
+    for _, part in sub.groupby("seed"):
+        pos = sub.index.get_indexer(part.index)
+        y = part[col].to_numpy(float)
+        varying = [f for f in FACTORS if part[f].nunique() > 1]
+        x = np.column_stack([np.ones(len(part)), *(part[f].to_numpy(float) for f in varying)])
+        ok = np.isfinite(y)
+        if ok.sum() <= x.shape[1]:
+            continue
+        beta, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
+        out[pos[ok]] = y[ok] - x[ok] @ beta
     return out
 
 
-def _correlate_by_dataset(
-    frames: Iterable[tuple[str, pd.DataFrame]],
-    pairs: Callable[[pd.DataFrame], Iterable[tuple[dict, np.ndarray, np.ndarray]]],
-    n_boot: int,
-    seed: int,
-) -> list[dict]:
-    """Spearman rows for every (dataset, label) pair of arrays; resamples the finite runs."""
+def _correlation_row(x, y, seeds: np.ndarray, n_boot: int, rng, level: float = CI_LEVEL) -> dict:
+    """Pooled rho, its seed-bootstrap interval, and the seed-level t test of rho."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y, seeds = x[ok], y[ok], seeds[ok]
+    per_seed = [spearman(x[seeds == s], y[seeds == s]) for s in np.unique(seeds)]
+    res = seed_test(per_seed)
+    row = {"spearman_rho": spearman(x, y), "ci_low": np.nan, "ci_high": np.nan,
+           "rho_seed_mean": res["estimate"], "t": res["t"], "df": res["df"], "p": res["p"],
+           "n_runs": int(ok.sum()), "n_seeds": res["n_seeds"]}  # fmt: skip
+    if n_boot and np.isfinite(row["spearman_rho"]):
+        codes = np.unique(seeds, return_inverse=True)[1]
+        boot = _boot_rho(x, y, codes, _seed_resamples(codes.max() + 1, n_boot, rng))
+        boot = boot[np.isfinite(boot)]
+        if boot.size:
+            tail = 100 * (1 - level) / 2
+            row["ci_low"], row["ci_high"] = np.percentile(boot, [tail, 100 - tail])
+    return row
+
+
+def geometry_correlation(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per dataset and geometry metric: Spearman rho with reader accuracy, ``pooled`` over
+    all runs and ``within_cells`` (residuals after the factors' main effects within seed)."""
+    if "reader_accuracy" not in df.columns:
+        raise ValueError("frame lacks reader_accuracy: expected summary_to_frame output")
     if n_boot < 0:
         raise ValueError(f"n_boot={n_boot}: expected a non-negative integer")
     rng = np.random.default_rng(seed)
     rows = []
-    for name, sub in frames:
-        for label, x, y in pairs(sub):
-            ok = np.isfinite(x) & np.isfinite(y)
-            n = int(ok.sum())
-            idx = rng.integers(0, n, size=(n_boot, n)) if n_boot and n else None
-            rows.append({"dataset": name, **label, **spearman_boot(x[ok], y[ok], idx)})
+    for name, sub in df.groupby("dataset", sort=True):
+        sub = sub.reset_index(drop=True)
+        seeds = sub["seed"].to_numpy()
+        y = sub["reader_accuracy"].to_numpy(float)
+        y_res = _residualise_within_seed(sub, "reader_accuracy")
+        for m in (m for m in CORRELATION_METRICS if m in sub.columns):
+            x = sub[m].to_numpy(float)
+            rows.append({"dataset": name, "metric": m, "kind": "pooled",
+                         **_correlation_row(x, y, seeds, n_boot, rng)})  # fmt: skip
+            x_res = _residualise_within_seed(sub, m)
+            rows.append({"dataset": name, "metric": m, "kind": "within_cells",
+                         **_correlation_row(x_res, y_res, seeds, n_boot, rng)})  # fmt: skip
+    out = _frame(rows, CORR_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
+
+
+def _depth_stage(depth: str) -> str:
+    if depth == PHI_DEPTH:
+        return "geometry"
+    return "block" if depth.startswith("block") else depth
+
+
+def tokenflow_curve(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per dataset and depth: Spearman rho of class consistency with reader accuracy.
+
+    The first point (``phi``, stage ``geometry``) is the exposed phi's kNN consistency from
+    the geometry probes; then the reader's depths (input, projection, blocks). Intervals:
+    per-depth seed-bootstrap percentiles and a joint band over depths (max-t over the
+    same resamples); p: Spearman within seed, t-tested across seeds.
+    """
+    depths = tokenflow_depths(df)
+    if not depths or "reader_accuracy" not in df.columns:
+        return _empty(TOKENFLOW_COLUMNS)
+    if n_boot < 0:
+        raise ValueError(f"n_boot={n_boot}: expected a non-negative integer")
+    rng = np.random.default_rng(seed)
+    columns = [(PHI_DEPTH, "knn_consistency")] if "knn_consistency" in df.columns else []
+    columns += [(d, f"{TOKENFLOW_PREFIX}{d}") for d in depths]
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        sub = sub.reset_index(drop=True)
+        seeds = sub["seed"].to_numpy()
+        codes = np.unique(seeds, return_inverse=True)[1]
+        idx = _seed_resamples(codes.max() + 1, n_boot, rng)
+        y = sub["reader_accuracy"].to_numpy(float)
+        block = []
+        for i, (depth, col) in enumerate(columns):
+            x = sub[col].to_numpy(float)
+            row = _correlation_row(x, y, seeds, 0, None)
+            boot = _boot_rho(x, y, codes, idx) if np.isfinite(row["spearman_rho"]) else None
+            block.append((boot, row))
+            rows.append({"dataset": name, "depth": depth, "depth_index": i,
+                         "stage": _depth_stage(depth), **row})  # fmt: skip
+        _add_bands(rows[-len(columns) :], [b for b, _ in block])
+    out = _frame(rows, TOKENFLOW_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
+
+
+def _add_bands(rows: list[dict], boots: list, level: float = CI_LEVEL) -> None:
+    """Percentile intervals per depth and a joint (simultaneous) band over depths."""
+    tail = 100 * (1 - level) / 2
+    live = [i for i, b in enumerate(boots) if b is not None and np.isfinite(b).any()]
+    for i in live:
+        rows[i]["ci_low"], rows[i]["ci_high"] = np.nanpercentile(boots[i], [tail, 100 - tail])
+    if not live:
+        return
+    rho = np.array([rows[i]["spearman_rho"] for i in live])
+    sims = np.stack([boots[i] for i in live], axis=1)  # resamples x depths
+    sd = np.nanstd(sims, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.nanmax(np.abs(sims - rho) / np.where(sd > 0, sd, np.nan), axis=1)
+    dev = dev[np.isfinite(dev)]
+    q = float(np.percentile(dev, level * 100)) if dev.size else 0.0
+    for k, i in enumerate(live):
+        rows[i]["band_low"] = float(max(-1.0, rho[k] - q * sd[k]))
+        rows[i]["band_high"] = float(min(1.0, rho[k] + q * sd[k]))
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def _per_seed_rho(sub: pd.DataFrame, col: str) -> pd.Series:
+    return sub.groupby("seed").apply(
+        lambda p: spearman(p[col].to_numpy(float), p["reader_accuracy"].to_numpy(float)),
+        include_groups=False,
+    )
+
+
+def judge(est: float, low: float, high: float, p: float, threshold: float, alpha: float) -> str:
+    """Three-way outcome of a minimum-effect criterion: 'yes' when significant (p below
+    alpha) and the estimate reaches the threshold; 'no' when the whole interval lies
+    below the threshold; else 'inconclusive'."""
+    if np.isfinite(p) and p < alpha and np.isfinite(est) and est >= threshold and est > 0:
+        return "yes"
+    if np.isfinite(high) and high < threshold:
+        return "no"
+    return "inconclusive"
+
+
+def judge_equivalence(low90: float, high90: float, low: float, high: float, margin: float) -> str:
+    """Equivalence within +-margin: 'yes' when the (1 - 2 alpha) interval lies inside the
+    margin (TOST), 'no' when the (1 - alpha) interval lies wholly outside it."""
+    if np.isfinite(low90) and np.isfinite(high90) and -margin < low90 and high90 < margin:
+        return "yes"
+    if np.isfinite(low) and (low > margin or high < -margin):
+        return "no"
+    return "inconclusive"
+
+
+def _criterion(name, question, scope, criterion, statistic, res, threshold, rule) -> dict:
+    return {"dataset": name, "question": question, "scope": scope, "criterion": criterion,
+            "statistic": statistic, "estimate": res.get("estimate", np.nan),
+            "ci_low": res.get("ci_low", np.nan), "ci_high": res.get("ci_high", np.nan),
+            "ci90_low": res.get("ci90_low", np.nan), "ci90_high": res.get("ci90_high", np.nan),
+            "threshold": threshold, "p": res.get("p", np.nan), "mde": res.get("mde", np.nan),
+            "n_seeds": res.get("n_seeds", 0), "rule": rule}  # fmt: skip
+
+
+def _clustered_criteria(name: str, sub: pd.DataFrame, v: VerdictConfig) -> list[dict]:
+    rows = []
+    for response, thr, crit in (
+        ("knn_consistency", v.cluster_min_knn_effect, "cluster_raises_knn"),
+        ("reader_accuracy", v.cluster_min_accuracy_effect, "cluster_raises_accuracy"),
+    ):
+        if sub["cluster"].nunique() < 2 or response not in sub:
+            res = {}
+        else:
+            res = seed_test(_paired_per_seed(sub, "cluster", response), v.alpha, v.power)
+        rule = f"effect of cluster (on - off) on {response}, per seed, >= {thr}"
+        rows.append(_criterion(name, "clustered", "all", crit, f"mean diff {response}", res,
+                               thr, rule))  # fmt: skip
+    if "knn_consistency" in sub:
+        x = _residualise_within_seed(sub, "knn_consistency")
+        y = _residualise_within_seed(sub, "reader_accuracy")
+        seeds = sub["seed"].to_numpy()
+        per_seed = [spearman(x[seeds == s], y[seeds == s]) for s in np.unique(seeds)]
+        res = seed_test(per_seed, v.alpha, v.power)
+    else:
+        res = {}
+    rows.append(_criterion(
+        name, "clustered", "all", "geometry_tracks_accuracy", "rho within cells", res,
+        v.geometry_min_rho,
+        f"Spearman rho of knn_consistency with reader accuracy after the factors' main "
+        f"effects, within seed, >= {v.geometry_min_rho}",
+    ))  # fmt: skip
     return rows
 
 
-def geometry_correlation(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per dataset: Spearman of each geometry metric with reader accuracy across runs."""
-    if "reader_accuracy" not in df.columns:
-        raise ValueError("frame lacks reader_accuracy: expected summary_to_frame output")
-    metrics = [m for m in GEOMETRY_METRICS if m in df.columns]
+def _routed_criteria(name: str, sub: pd.DataFrame, v: VerdictConfig) -> list[dict]:
+    depths = tokenflow_depths(sub)
+    blocks = [d for d in depths if d.startswith("block")]
+    rows = []
+    refs = [("rise_over_phi", "knn_consistency", PHI_DEPTH)]
+    if "projection" in depths:
+        refs.append(("rise_over_projection", f"{TOKENFLOW_PREFIX}projection", "projection"))
+    for crit, col, label in refs:
+        res = {}
+        if blocks and col in sub:
+            last = _per_seed_rho(sub, f"{TOKENFLOW_PREFIX}{blocks[-1]}")
+            res = seed_test(last - _per_seed_rho(sub, col), v.alpha, v.power)
+        rule = (f"token-flow rho at the last transformer block ({blocks[-1] if blocks else 'none'}) "
+                f"minus rho at {label}, per seed, >= {v.routing_min_rise}")  # fmt: skip
+        rows.append(_criterion(name, "routed", "all", crit, "rho difference", res,
+                               v.routing_min_rise, rule))  # fmt: skip
+    return rows
 
-    def pairs(sub: pd.DataFrame):
-        y = sub["reader_accuracy"].to_numpy(float)
-        for m in metrics:
-            yield {"metric": m}, sub[m].to_numpy(float), y
 
-    frames = ((str(n), s.reset_index(drop=True)) for n, s in df.groupby("dataset", sort=True))
-    rows = _correlate_by_dataset(frames, pairs, n_boot, seed)
-    return pd.DataFrame(rows, columns=CORR_COLUMNS) if rows else _empty(CORR_COLUMNS)
+def _bias_criteria(name: str, drops: pd.DataFrame, v: VerdictConfig) -> list[dict]:
+    rows = []
+    for level, part in drops.groupby("bias_route", sort=True):
+        by = part.set_index("intervention")
+        scope = f"bias_route={level}"
+        if "bias_shuffle" not in by.index:
+            continue
+        shuffle = by.loc["bias_shuffle"].to_dict()
+        rows.append(_criterion(
+            name, "bias_route", scope, "shuffle_drop", "mean drop bias_shuffle", shuffle,
+            v.bias_min_drop, f"accuracy drop under bias_shuffle >= {v.bias_min_drop}"))  # fmt: skip
+        if "col_shuffle" in by.index:
+            ctrl = by.loc["col_shuffle"]
+            res = {"estimate": shuffle["ci_low"] - ctrl["ci_high"],
+                   "n_seeds": shuffle["n_seeds"]}  # fmt: skip
+            rows.append(_criterion(
+                name, "bias_route", scope, "separated_from_control",
+                "bias_shuffle CI low - col_shuffle CI high", res, 0.0,
+                "the bias_shuffle drop's CI lies above the col_shuffle control's CI"))  # fmt: skip
+        if "bias_zero - bias_shuffle" in by.index:
+            rows.append(_criterion(
+                name, "bias_route", scope, "shuffle_equivalent_to_zero",
+                "mean diff bias_zero - bias_shuffle", by.loc["bias_zero - bias_shuffle"].to_dict(),
+                v.bias_equivalence_margin,
+                f"bias_zero drop - bias_shuffle drop within +-{v.bias_equivalence_margin}"))  # fmt: skip
+        if "bias_mean" in by.index:
+            rows.append(_criterion(
+                name, "bias_route", scope, "mean_drop", "mean drop bias_mean",
+                by.loc["bias_mean"].to_dict(), v.bias_min_drop,
+                f"(informative) drop under bias_mean >= {v.bias_min_drop}: sample information, "
+                "not a shift of the marginal"))  # fmt: skip
+    return rows
 
 
-def tokenflow_curve(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per dataset and reader depth: Spearman of token-flow consistency with reader accuracy.
+def _reader_criteria(name: str, sub: pd.DataFrame, v: VerdictConfig) -> list[dict]:
+    if "fresh_reader_accuracy" not in sub:
+        return []
+    gap = (sub["reader_accuracy"] - sub["fresh_reader_accuracy"]).groupby(sub["seed"]).mean()
+    res = seed_test(gap, v.alpha, v.power)
+    return [_criterion(
+        name, "reader_dependence", "all", "trained_beats_fresh",
+        "mean diff trained - fresh reader accuracy", res, v.reader_min_gap,
+        f"trained-reader accuracy - fresh-reader accuracy >= {v.reader_min_gap}; 'no' also "
+        f"when equivalent within +-{v.reader_min_gap}")]  # fmt: skip
 
-    Runs are all seeds x combinations of the dataset; ``depth_index`` is the position in
-    the summary's ``depth`` coordinate (input first).
+
+def _outcomes(rows: pd.DataFrame, v: VerdictConfig) -> list[str]:
+    out = []
+    for _, r in rows.iterrows():
+        c = r["criterion"]
+        if c == "separated_from_control":
+            ok = np.isfinite(r["estimate"]) and r["estimate"] > 0
+            out.append("yes" if ok else ("no" if np.isfinite(r["estimate"]) else "inconclusive"))
+        elif c == "shuffle_equivalent_to_zero":
+            m = r["threshold"]
+            out.append(
+                judge_equivalence(r["ci90_low"], r["ci90_high"], r["ci_low"], r["ci_high"], m)
+            )
+        else:
+            o = judge(
+                r["estimate"], r["ci_low"], r["ci_high"], r["p_holm"], r["threshold"], v.alpha
+            )
+            if c == "trained_beats_fresh" and o != "yes":
+                eq = judge_equivalence(r["ci90_low"], r["ci90_high"], r["ci_low"], r["ci_high"],
+                                       r["threshold"])  # fmt: skip
+                o = "no" if eq == "yes" else o
+            out.append(o)
+    return out
+
+
+INFORMATIVE = ("mean_drop",)  # reported beside a verdict, not required by it
+UNTESTED = (*INFORMATIVE, "shuffle_equivalent_to_zero")  # outside the Holm family
+VERDICT_RULES = {
+    "clustered": "yes when cluster_raises_knn, cluster_raises_accuracy and "
+    "geometry_tracks_accuracy are all yes; no when cluster_raises_knn is yes but "
+    "cluster_raises_accuracy is no, or geometry_tracks_accuracy is no; else inconclusive",
+    "routed": "yes when rise_over_phi and rise_over_projection are both yes; no when "
+    "either is no; else inconclusive",
+    "bias_route": "yes when shuffle_drop, separated_from_control and "
+    "shuffle_equivalent_to_zero are all yes; no when shuffle_drop is no; else inconclusive "
+    "(mean_drop is reported, not required)",
+    "reader_dependence": "the outcome of trained_beats_fresh",
+}
+
+
+def _combine(question: str, status: dict[str, str]) -> str:
+    """The verdict of one question (and scope) from its criteria's outcomes (VERDICT_RULES)."""
+    s = status.get
+    if not status:
+        return "inconclusive"
+    if question == "clustered":
+        if all(s(c) == "yes" for c in ("cluster_raises_knn", "cluster_raises_accuracy",
+                                       "geometry_tracks_accuracy")):  # fmt: skip
+            return "yes"
+        if (s("cluster_raises_knn") == "yes" and s("cluster_raises_accuracy") == "no") or s(
+            "geometry_tracks_accuracy"
+        ) == "no":
+            return "no"
+    elif question == "routed":
+        if status and all(o == "yes" for o in status.values()):
+            return "yes"
+        if "no" in status.values():
+            return "no"
+    elif question == "bias_route":
+        needed = ("shuffle_drop", "separated_from_control", "shuffle_equivalent_to_zero")
+        if all(s(c) == "yes" for c in needed):
+            return "yes"
+        if s("shuffle_drop") == "no":
+            return "no"
+    elif question == "reader_dependence":
+        return s("trained_beats_fresh", "inconclusive")
+    return "inconclusive"
+
+
+def verdict_table(
+    df: pd.DataFrame, drops: pd.DataFrame, v: VerdictConfig | None = None
+) -> pd.DataFrame:
+    """Every criterion of the pre-stated rules (config ``verdicts``) and, per dataset,
+    question and scope, a ``verdict`` row combining them (VERDICT_RULES).
+
+    The tested criteria of one verdict (dataset, question, scope) are one family:
+    ``p_holm`` is Holm within it (informative criteria excluded). The outcome of each
+    criterion is :func:`judge` (minimum effect) or :func:`judge_equivalence` (margin).
     """
-    _check_summary(ds)
-    if "tokenflow_consistency" not in ds.data_vars or "reader_accuracy" not in ds.data_vars:
-        return _empty(TOKENFLOW_COLUMNS)
-    tf = ds["tokenflow_consistency"].transpose(*GRID_DIMS, "depth")
-    acc = ds["reader_accuracy"].transpose(*GRID_DIMS)
-    depths = [str(d) for d in tf["depth"].values]
-
-    ran = _run_mask(ds).transpose(*GRID_DIMS)
-
-    def frames():
-        for name in ds["dataset"].values:
-            a = acc.sel(dataset=name).values.ravel()
-            t = tf.sel(dataset=name).values.reshape(a.size, len(depths))
-            run = ran.sel(dataset=name).values.ravel()
-            cols = {"reader_accuracy": a[run], **{d: t[run, i] for i, d in enumerate(depths)}}
-            yield str(name), pd.DataFrame(cols)
-
-    def pairs(sub: pd.DataFrame):
-        y = sub["reader_accuracy"].to_numpy(float)
-        for i, d in enumerate(depths):
-            yield {"depth": d, "depth_index": i}, sub[d].to_numpy(float), y
-
-    rows = _correlate_by_dataset(frames(), pairs, n_boot, seed)
-    return pd.DataFrame(rows, columns=TOKENFLOW_COLUMNS) if rows else _empty(TOKENFLOW_COLUMNS)
+    v = v or VerdictConfig()
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        sub = sub.reset_index(drop=True)
+        rows += _clustered_criteria(name, sub, v)
+        rows += _routed_criteria(name, sub, v)
+        rows += _bias_criteria(name, drops[drops["dataset"] == name], v)
+        rows += _reader_criteria(name, sub, v)
+    crit = _frame(rows, VERDICT_COLUMNS)
+    if crit.empty:
+        return crit
+    tested = np.where(crit["criterion"].isin(UNTESTED), np.nan, crit["p"].astype(float))
+    crit["p_holm"] = (
+        pd.Series(tested, index=crit.index)
+        .groupby([crit["dataset"], crit["question"], crit["scope"]], sort=False)
+        .transform(lambda p: holm(p))
+    )
+    crit["outcome"] = _outcomes(crit, v)
+    verdicts = []
+    for (name, question, scope), part in crit.groupby(["dataset", "question", "scope"], sort=False):
+        status = dict(zip(part["criterion"], part["outcome"]))
+        verdicts.append({"dataset": name, "question": question, "scope": scope,
+                         "criterion": "verdict", "outcome": _combine(question, status),
+                         "rule": VERDICT_RULES[question],
+                         "n_seeds": int(part["n_seeds"].max())})  # fmt: skip
+    return pd.concat([crit, _frame(verdicts, VERDICT_COLUMNS)], ignore_index=True)
 
 
 # --------------------------------------------------------------------------- all + output
 
 
-def compute_all(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Every statistics table of DESIGN.md section 5 from the gathered summary."""
+def add_study_bh(tables: dict[str, pd.DataFrame]) -> None:
+    """Benjamini-Hochberg over every p-value the study reports (every table's ``p``),
+    written into each table's ``p_bh`` column (in place)."""
+    keys, ps = [], []
+    for name, table in tables.items():
+        if "p" not in table.columns or "p_bh" not in table.columns:
+            continue
+        for i, p in enumerate(pd.to_numeric(table["p"], errors="coerce")):
+            if np.isfinite(p):
+                keys.append((name, i))
+                ps.append(p)
+    adjusted = _adjust(ps, "fdr_bh")
+    for name, table in tables.items():
+        if "p_bh" in table.columns:
+            table["p_bh"] = np.nan
+    for (name, i), q in zip(keys, adjusted):
+        tables[name].iloc[i, tables[name].columns.get_loc("p_bh")] = q
+
+
+def compute_all(
+    ds: xr.Dataset, n_boot: int = 1000, seed: int = 0, verdicts: VerdictConfig | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every statistics table of DESIGN.md section 5 (keys: study.STATS_TABLES)."""
     df = summary_to_frame(ds)
-    return {
+    verdicts = verdicts or VerdictConfig()
+    drops = intervention_drops(df, verdicts.alpha)
+    tables = {
         "anova": anova_all(df),
         "cluster_effect": cluster_effect(df),
         "geometry_correlation": geometry_correlation(df, n_boot=n_boot, seed=seed),
-        "tokenflow_curve": tokenflow_curve(ds, n_boot=n_boot, seed=seed),
+        "tokenflow_curve": tokenflow_curve(df, n_boot=n_boot, seed=seed),
         "variants_vs_baseline": variants_vs_baseline(df),
+        "intervention_drops": drops,
+        "verdicts": verdict_table(df, drops, verdicts),
+        "interaction_means": interaction_means(df),
     }
+    add_study_bh(tables)
+    return {name: tables[name] for name in STATS_TABLES}
+
+
+def run_stats(summary: xr.Dataset, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
+    """The stats stage: every table of study.STATS_TABLES from the gathered summary."""
+    return compute_all(summary, cfg.stats.bootstrap, cfg.stage_seed, cfg.verdicts)
 
 
 def frame_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
@@ -541,8 +1114,3 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
         write_netcdf(frame_to_dataset(frame), nc_path)
         written += [csv_path, nc_path]
     return written
-
-
-def run_stats(summary: xr.Dataset, cfg) -> dict[str, pd.DataFrame]:
-    """Every statistics table (study.STATS_TABLES) from the gathered summary."""
-    return compute_all(summary, cfg.stats.bootstrap, cfg.stage_seed)

@@ -297,10 +297,10 @@ RULE_CONFIG: dict[str, tuple[str, ...]] = {
     "fit": (),
     **{s.rule: s.config for s in RUN_STAGES},
     "aggregate": (),
-    "stats": ("stats",),
+    "stats": ("stats", "verdicts"),
     "figures": (),
     "reconstructions": (),
-    "findings": ("stats",),
+    "findings": ("verdicts",),
 }
 
 # Rules that want a GPU: meta-training, fitting, and the per-run stages marked gpu.
@@ -314,5 +314,8 @@ STATS_TABLES: tuple[str, ...] = (
     "geometry_correlation",
     "tokenflow_curve",
     "variants_vs_baseline",
+    "intervention_drops",
+    "verdicts",
+    "interaction_means",
 )
 FIGURES: tuple[str, ...] = ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy")

@@ -16,28 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+from inrroute.study import FIGURES, GPU_RULES, RUN_OUTPUTS, STATS_TABLES  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-GPU_RULES = ("meta_train", "fit", "read", "fresh_reader", "tokenflow", "interventions")
-RUN_FILES = (
-    "model.pt",
-    "train_log.csv",
-    "fitted.nc",
-    "reader.nc",
-    "geometry.nc",
-    "fresh_reader.nc",
-    "tokenflow.nc",
-    "interventions.nc",
-)
-STATS_TABLES = (
-    "anova",
-    "cluster_effect",
-    "geometry_correlation",
-    "tokenflow_curve",
-    "variants_vs_baseline",
-)
-FIGURES = ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy")
+RUN_FILES = ("model.pt", "train_log.csv", "fitted.nc", *RUN_OUTPUTS)
 
 
 def slurm_up() -> bool:

@@ -1,0 +1,73 @@
+"""Each pre-stated verdict rule, with planted data on both sides of its threshold."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inrroute import stats
+from inrroute.config import VerdictConfig, load_schema
+from synthetic import simulate_study
+
+QUIET = {"n_seeds": 8, "sd_seed": 0.001, "sd_factor_seed": 0.001, "sd_run": 0.001}
+
+
+def outcomes(planted: dict, seed: int = 0, **noise) -> dict:
+    ds = simulate_study(np.random.default_rng(seed), **{**QUIET, **noise}, planted=planted)
+    v = stats.compute_all(ds, n_boot=0)["verdicts"]
+    return {(r["question"], r["scope"], r["criterion"]): r["outcome"] for _, r in v.iterrows()}
+
+
+def test_verdict_config_defaults_match_the_schema():
+    schema = load_schema()["properties"]["verdicts"]["properties"]
+    for field in dataclasses.fields(VerdictConfig):
+        assert schema[field.name]["default"] == field.default, field.name
+
+
+@pytest.mark.parametrize("effect,expected", [(0.03, "yes"), (0.01, "no")])
+def test_cluster_knn_threshold(effect, expected):
+    out = outcomes({"cluster_knn": effect})
+    assert out[("clustered", "all", "cluster_raises_knn")] == expected  # threshold 0.02
+
+
+@pytest.mark.parametrize("slope,expected", [(8.0, "yes"), (0.0, "no")])
+def test_routing_rise_threshold(slope, expected):
+    # Blocks follow accuracy (rho near 1, rise near 1 > 0.3) or nothing (rise near 0).
+    out = outcomes({"rise": slope}, sd_run=0.005, n_seeds=30)  # rho per seed is noisy
+    assert out[("routed", "all", "rise_over_phi")] == expected
+    assert out[("routed", "all", "verdict")] == expected
+
+
+@pytest.mark.parametrize("drop,expected", [(0.03, "yes"), (0.01, "no")])
+def test_bias_drop_threshold_per_bias_route_level(drop, expected):
+    out = outcomes({"bias_drop": drop})
+    assert out[("bias_route", "bias_route=1", "shuffle_drop")] == expected  # delta 0.02
+    assert out[("bias_route", "bias_route=1", "verdict")] == expected
+    # Where the bias route is off nothing was planted: never a route.
+    assert out[("bias_route", "bias_route=0", "verdict")] == "no"
+
+
+def test_bias_route_needs_separation_from_the_control():
+    good = outcomes({"bias_drop": 0.03})
+    assert good[("bias_route", "bias_route=1", "separated_from_control")] == "yes"
+    assert good[("bias_route", "bias_route=1", "shuffle_equivalent_to_zero")] == "yes"
+    # Noisy controls whose CI reaches above the drop's CI: not separated, no 'yes'.
+    noisy = outcomes({"bias_drop": 0.03}, n_seeds=3, sd_seed=0.02, sd_run=0.02)
+    assert noisy[("bias_route", "bias_route=1", "verdict")] != "yes"
+
+
+@pytest.mark.parametrize("gap,expected", [(0.02, "yes"), (0.0, "no")])
+def test_reader_gap_threshold_and_equivalence(gap, expected):
+    out = outcomes({"reader_gap": gap})
+    assert out[("reader_dependence", "all", "trained_beats_fresh")] == expected
+
+
+def test_judge_both_sides():
+    assert stats.judge(0.03, 0.025, 0.035, 0.001, 0.02, 0.05) == "yes"
+    assert stats.judge(0.015, 0.01, 0.019, 0.001, 0.02, 0.05) == "no"
+    assert stats.judge(0.03, -0.01, 0.07, 0.2, 0.02, 0.05) == "inconclusive"
+    assert stats.judge_equivalence(-0.005, 0.005, -0.008, 0.008, 0.01) == "yes"
+    assert stats.judge_equivalence(0.02, 0.03, 0.015, 0.035, 0.01) == "no"
+    assert stats.judge_equivalence(-0.02, 0.02, -0.03, 0.03, 0.01) == "inconclusive"
