@@ -133,8 +133,9 @@ def of_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:
-    """The checkout's commit (with '+dirty' for uncommitted changes), or 'not a git checkout'."""
-    root = Path(root or Path(__file__).resolve().parent)
+    """The commit of the workflow checkout ``root`` (default: the working directory, where
+    snakemake runs), with '+dirty' for uncommitted changes, or 'not a git checkout'."""
+    root = Path(root or Path.cwd())
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
@@ -182,8 +183,10 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     if path.suffix == ".pt":
         from .io import load_torch
 
-        blob = load_torch(path)
-        return dict(blob.get("provenance", {}))
+        record = dict(load_torch(path).get("provenance", {}))
+        own = {k: v for k, v in record.items() if not k.startswith("inrroute_")}
+        extra = {k: v for k, v in record.items() if k.startswith("inrroute_")}
+        return {**extra, RULE_ATTR: "meta_train", CONFIG_ATTR: own, HASH_ATTR: digest(own)}
     sidecar = path.parent / SIDECAR
     if sidecar.exists():
         record = json.loads(sidecar.read_text())
