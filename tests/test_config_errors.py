@@ -122,6 +122,35 @@ BAD = {
         {"model": {"alpha_init_low": 0.5, "alpha_init_high": 0.5}},
         ["model.alpha_init_high", "bad value 0.5", "> 0.5"],
     ),
+    "nan_learning_rate": ({"training": {"lr": float("nan")}}, ["training.lr", "nan", "finite"]),
+    "inf_cluster_weight": (
+        {"factors": {"lambda_c": float("inf")}},
+        ["factors.lambda_c", "inf", "finite"],
+    ),
+    "inf_in_verdicts": (
+        {"verdicts": {"bias_min_drop": float("-inf")}},
+        ["verdicts.bias_min_drop", "-inf", "finite"],
+    ),
+    "empty_results_dir": ({"results_dir": ""}, ["'results_dir'", "''", "non-empty folder path"]),
+    "blank_data_root": ({"data_root": "  "}, ["'data_root'", "'  '", "non-empty folder path"]),
+    "batch_above_capped_train": (
+        {"training": {"batch_size": 500}},
+        ["training.batch_size", "bad value 500", "1..200"],
+    ),
+    "batch_above_full_train": (
+        {"caps": {"digits": {"train": None}}, "training": {"batch_size": 2048}},
+        ["training.batch_size", "bad value 2048", "1..1347"],
+    ),
+    "cap_below_class_count": (
+        {"caps": {"digits": {"test": 5}}},
+        ["caps.digits.test", "bad value 5", "minimum"],
+    ),
+    "seed_above_range": ({"seeds": [0, 2**40]}, ["seeds.1", str(2**40), "maximum"]),
+    "unknown_fresh_reader_spec": (
+        {"probes": {"fresh_reader_spec": "latest"}},
+        ["probes.fresh_reader_spec", "'latest'", "'trained'"],
+    ),
+    "unknown_batch_runs": ({"batch_runs": "seed"}, ["'batch_runs'", "'seed'", "'combination'"]),
     "all_mixed_with_names": (
         {"combinations": ["all", "cluster0_route0_biasroute0_densefit0"]},
         ["'combinations'", "'all'", "[all] alone"],
@@ -239,7 +268,22 @@ SNAKEMAKE_CASES = [
     "cap_above_digits_train",  # stopped by the package's cross-field checks (common.smk)
     "probe_k_not_below_capped_test",
     "reader_dim_not_divisible",
+    "nan_learning_rate",  # stopped by the package's value checks before the schema
+    "empty_results_dir",
+    "batch_above_capped_train",
 ]
+
+
+def test_config_file_that_is_not_a_mapping_stops_snakemake(tmp_path):
+    cfg = tmp_path / "list.yaml"
+    cfg.write_text("- digits\n- mnist\n")
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "-s", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path / "wd"), "--configfile", str(cfg)],
+        check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "keys at top level" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("case", SNAKEMAKE_CASES)
@@ -279,3 +323,15 @@ def test_bad_value_stops_snakemake_before_any_job(tmp_path, case):
     assert "Job stats" not in out and "rule " not in out, out
     assert not results.exists()
     assert not (workdir / "logs").exists()
+
+
+def test_readme_lists_exactly_the_refused_configs():
+    """README.md's refusal table is generated from BAD (scripts/refusal_table.py --write)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("refusals", REPO / "scripts/refusal_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.block() in (REPO / "README.md").read_text(), (
+        "README.md's table of refused configs is stale: run python scripts/refusal_table.py --write"
+    )

@@ -7,6 +7,7 @@ into frozen dataclasses and adds the checks a schema cannot express.
 from __future__ import annotations
 
 import difflib
+import math
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,8 +200,36 @@ def _describe(error: jsonschema.ValidationError) -> str:
     )
 
 
+PATH_KEYS = ("results_dir", "data_root")
+
+
+def _check_values(node: Any, path: str = "") -> None:
+    """What JSON schema cannot refuse: NaN/Inf (they pass every bound) and blank paths."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_values(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_values(value, f"{path}.{i}")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(
+            f"config key {path!r} has bad value {node!r}: not a finite number; allowed: a "
+            "finite number in the key's range (see workflow/schemas/config.schema.yaml)"
+        )
+    elif path in PATH_KEYS and isinstance(node, str) and not node.strip():
+        raise ConfigError(
+            f"config key {path!r} has bad value {node!r}: an empty or blank path; allowed: a "
+            "non-empty folder path"
+        )
+
+
 def validate_mapping(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Validate a raw mapping against the schema; return a copy with defaults filled."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(
+            f"the config must be a mapping of keys to values, got {type(raw).__name__}"
+        )
+    _check_values(raw or {})
     data = json.loads(json.dumps(raw or {}))
     validator = _validator_with_defaults()(load_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -272,6 +301,15 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
                     f"config key 'caps.{name}.{split}' has bad value {cap}: {name} has only "
                     f"{size} {split} images; allowed: 10..{size}, or null for all"
                 )
+    batch = cfg.training.batch_size
+    for name in cfg.datasets:
+        n_train = cfg.cap(name, "train") or SPLIT_SIZES[name]["train"]
+        if batch > n_train:
+            raise ConfigError(
+                f"config key 'training.batch_size' has bad value {batch}: the {name} train "
+                f"split has {n_train} images (caps.{name}.train), fewer than one batch; "
+                f"allowed: 1..{n_train}"
+            )
     k = cfg.probes.knn_k
     for name in cfg.datasets:
         n_test = cfg.cap(name, "test") or SPLIT_SIZES[name]["test"]
