@@ -7,9 +7,9 @@ into frozen dataclasses and adds the checks a schema cannot express.
 from __future__ import annotations
 
 import difflib
-import math
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,23 @@ class TrainingConfig:
     threads: int | None = None
 
 
-@dataclass(frozen=True)
-class FactorConfig:
-    lambda_c: float = 0.1
-    tau: float = 0.1
-    bias_route_hidden: int = 64
-    dense_multiplier: int = 2
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _section_class(name: str, section: str) -> type:
+    """A frozen dataclass of one schema section's keys, types and defaults."""
+    types = {"number": float, "integer": int, "boolean": bool, "string": str}
+    props = load_schema()["properties"][section]["properties"]
+    fields = [(k, types[p["type"]], field(default=p["default"])) for k, p in props.items()]
+    cls = make_dataclass(name, fields, frozen=True)
+    cls.__module__ = __name__  # so checkpoints and pickles name this module
+    return cls
+
+
+# The factors' hyperparameters are defined by the schema alone, so a new factor adds its
+# keys there and nowhere else in the config code.
+FactorConfig = _section_class("FactorConfig", "factors")
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,7 @@ class StudyConfig:
     model: ModelConfig = ModelConfig()
     reader: ReaderConfig = ReaderConfig()
     training: TrainingConfig = TrainingConfig()
-    factors: FactorConfig = FactorConfig()
+    factors: FactorConfig = field(default_factory=FactorConfig)
     fit: FitConfig = FitConfig()
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
@@ -148,10 +159,6 @@ class StudyConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def _validator_with_defaults() -> type:

@@ -91,8 +91,7 @@ def training_key(cfg: StudyConfig) -> dict[str, Any]:
         training.pop(key)
     return {
         "training": training,
-        "lambda_c": cfg.factors.lambda_c,
-        "tau": cfg.factors.tau,
+        "factors": asdict(cfg.factors),
         "bf16": cfg.bf16,
     }
 
