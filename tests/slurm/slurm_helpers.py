@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from inrroute.study import GPU_RULES  # noqa: F401  (the tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-GPU_RULES = ("meta_train", "fit", "read", "fresh_reader", "tokenflow", "interventions")
 RUN_FILES = (
     "model.pt",
     "train_log.csv",
