@@ -40,7 +40,7 @@ def dry_run(repo: Path, changes: dict) -> dict[str, list[str]]:
     jobs: dict[str, list[str]] = {}
     rule = None
     for line in res.stdout.splitlines():
-        if line.startswith(("rule ", "localrule ")):
+        if line.strip().startswith(("rule ", "localrule ")):  # group jobs are indented
             rule = line.split()[1].rstrip(":")
         elif rule and line.strip().startswith("reason:"):
             jobs.setdefault(rule, []).append(line.strip())

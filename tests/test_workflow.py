@@ -22,7 +22,8 @@ def job_outputs(dry_run: str, rule: str) -> list[list[str]]:
     """The output files of every job of ``rule`` in a dry-run's listing."""
     jobs, current = [], None
     for line in dry_run.splitlines():
-        if line.startswith(("rule ", "localrule ")):
+        # Jobs of a group (the workflow profile's groups) are listed indented.
+        if line.lstrip().startswith(("rule ", "localrule ")):
             current = line.split()[1].rstrip(":")
         elif current == rule and line.strip().startswith("output:"):
             jobs.append([p.strip(",") for p in line.split()[1:]])

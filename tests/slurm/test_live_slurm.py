@@ -1,7 +1,8 @@
 """End to end against the live single-node Slurm of tests/slurm/up.sh.
 
-Runs tests/slurm/tiny/Snakefile (rules named like the study's, so the profile's
-set-resources and groups apply) with profiles/slurm-ci and checks what Slurm
+Runs tests/slurm/tiny/Snakefile (rules named like the study's, so the workflow
+profile's set-resources and groups apply) with the site profile profiles/slurm-ci and
+the workflow profile profiles/default, and checks what Slurm
 actually did: GPU request, CUDA_VISIBLE_DEVICES, retry with more memory,
 grouping, logs.  Skipped when no idle Slurm node answers.
 """
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -39,6 +41,10 @@ def run(tmp_path_factory):
         "snakemake",
         "--profile",
         str(ROOT / "profiles" / "slurm-ci"),
+        # The study's own workflow profile: the tiny Snakefile lives elsewhere, where
+        # Snakemake would not find it by itself.
+        "--workflow-profile",
+        str(ROOT / "profiles" / "default"),
         "-d",
         str(wd),
         "-s",
@@ -63,7 +69,9 @@ def test_gpu_request_and_device(run):
 def test_retry_gets_more_memory(run):
     wd, _ = run
     mems = re.findall(r"mem_mb=(\d+)", (wd / "read.txt").read_text())
-    assert [int(m) for m in mems] == [2000, 4000]
+    with open(ROOT / "profiles" / "default" / "config.yaml") as f:
+        expr = yaml.safe_load(f)["set-resources"]["read"]["mem_mb"]  # "N * attempt"
+    assert [int(m) for m in mems] == [eval(expr, {"attempt": a}) for a in (1, 2)]
 
 
 def test_grouped_jobs_share_one_slurm_job(run):

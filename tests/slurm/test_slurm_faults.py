@@ -1,7 +1,7 @@
 """Slurm faults on the live single-node Slurm of tests/slurm/up.sh (issue 5, item 6).
 
 Both provoke the fault through Slurm itself, on one meta-training run of the real
-workflow (profiles/slurm-ci; only `stage`, a local rule, and `meta_train` run):
+workflow (profiles/slurm-ci + the workflow profile profiles/default; only `stage`, a local rule, and `meta_train` run):
 
 - time limit: attempt 1 gets a 1-minute limit and stalls (``scancel --signal=STOP``,
   standing in for a job slower than its limit); Slurm's time limit ends it (SIGCONT +
@@ -99,14 +99,14 @@ def reference(fault_config, tmp_path_factory):
 
 
 def meta_train_profile_resources(**override: str) -> list[str]:
-    """profiles/slurm-ci's set-resources of meta_train as --set-resources arguments.
+    """The workflow profile's set-resources of meta_train as --set-resources arguments.
 
     A --set-resources on the command line replaces the profile's whole top-level key,
     so the profile's values are restated and only ``override`` changes.
     """
     import yte
 
-    with open(ROOT / "profiles" / "slurm-ci" / "config.yaml") as f:
+    with open(ROOT / "profiles" / "default" / "config.yaml") as f:
         profile = yte.process_yaml(f, require_use_yte=True)
     res = {**profile["set-resources"]["meta_train"], **override}
     return [f"meta_train:{k}={v}" for k, v in res.items()]

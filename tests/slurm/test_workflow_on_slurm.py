@@ -30,6 +30,7 @@ from slurm_helpers import (
     cancel_jobs_under,
     copy_repo,
     env,
+    env_without_venv,
     job_state,
     report_time,
     run_snakemake,
@@ -59,6 +60,7 @@ def smoke(tmp_path_factory):
             wd,
             SMOKE_LIMIT,
             "snakemake-slurm.log",
+            environ=env_without_venv(),  # as `.venv/bin/snakemake ...` from a plain shell
         )
     finally:
         cancel_jobs_under(wd)
@@ -141,7 +143,8 @@ def test_stage_ran_locally_and_groups_were_used(smoke):
 
 
 def test_jobs_found_inrroute_on_path(smoke):
-    """--export=ALL carries the controller's PATH (venv first) into every job."""
+    """The controller ran without the venv on PATH; the Snakefile put the venv's bin first
+    and --export=ALL carried that PATH into every job."""
     wd, _ = smoke
     logs = sorted((wd / "logs" / "slurm" / "rule_fit").rglob("*.log"))
     assert logs

@@ -8,7 +8,8 @@
 #
 # Knobs (environment):
 #   INRROUTE_SLURM_DIR   state/spool/pid/log folder  (default /var/tmp/inrroute-slurm)
-#   INRROUTE_SLURM_CPUS  CPUs the node advertises    (default: max(nproc, 8))
+#   INRROUTE_SLURM_CPUS  CPUs the node advertises    (default: max(nproc, 64))
+#   INRROUTE_SLURM_MEM   MB of memory it advertises   (default: max(85% of RAM, 262144))
 #   INRROUTE_SLURM_WAIT  seconds to wait for "idle"  (default 60)
 #   INRROUTE_SLURM_GPUS  fake GPUs the node has      (default 4; 1 where mknod fails)
 #
@@ -78,11 +79,15 @@ fi
 
 # -- 3. config -------------------------------------------------------------
 NCPU=$(nproc)
-# Advertise more CPUs than exist (default 8) so a long, idle Snakemake
-# controller job and its worker jobs fit on a 2-core node at the same time;
-# SlurmdParameters=config_overrides makes slurmd accept the configured count.
-CPUS=${INRROUTE_SLURM_CPUS:-$((NCPU > 8 ? NCPU : 8))}
+# Advertise more CPUs and memory than exist so that the workflow profile's
+# paper-sized requests (profiles/default: up to 8 CPUs, 32 GB, doubled on a retry)
+# schedule, and a long, idle Snakemake controller job and its worker jobs fit on a
+# 2-core node at the same time. SlurmdParameters=config_overrides makes slurmd accept
+# the configured counts; without cgroups nothing enforces them, and each job's own
+# thread count (1 in the rules) keeps the real load small.
+CPUS=${INRROUTE_SLURM_CPUS:-$((NCPU > 64 ? NCPU : 64))}
 MEM_MB=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.85}' /proc/meminfo)
+MEM_MB=${INRROUTE_SLURM_MEM:-$((MEM_MB > 262144 ? MEM_MB : 262144))}
 DEF_MEM=$((MEM_MB / CPUS))   # without DefMemPerCPU a job with no --mem takes the node
 
 # Fake GPUs: Slurm wants one device file per GPU.  Several GPUs let the GPU rules
