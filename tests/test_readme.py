@@ -58,8 +58,12 @@ CHECKS: dict[str, object] = {
     "inrroute stage": HELP,
     "inrroute meta-train": HELP,
     "inrroute fit": HELP,
-    "inrroute read / fresh-reader / tokenflow / interventions": HELP,
-    "inrroute geometry": HELP,
+    "inrroute read / geometry / fresh-reader / tokenflow / interventions": HELP,
+    "inrroute aggregate": HELP,
+    "python scripts/refusal_table.py --write": RUN,
+    "inrroute provenance FILE": COVERED(
+        "tests/test_provenance.py::test_every_output_says_what_made_it"
+    ),
     "inrroute aggregate / stats": HELP,
     "inrroute figures / reconstructions / findings": HELP,
     "inrroute read --model a/model.pt b/model.pt --fitted a/fitted.nc b/fitted.nc --out "

@@ -32,6 +32,13 @@ def slurm_up() -> bool:
     return r.returncode == 0 and r.stdout.split()[:1] in (["idle"], ["mix"])
 
 
+def env_without_venv(**extra: str) -> dict[str, str]:
+    """A controller started as ``.venv/bin/snakemake`` without activating the venv: its
+    PATH lacks the venv, and only the Snakefile puts the venv's bin first for the jobs."""
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != VENV_BIN]
+    return {**os.environ, "PATH": os.pathsep.join(path), **extra}
+
+
 def env(**extra: str) -> dict[str, str]:
     """The controller's environment: the venv first on PATH.
 
@@ -67,7 +74,9 @@ def snakemake_cmd(args: list[str], limit: int) -> list[str]:
     return ["timeout", "-k", "60", str(limit), *SNAKEMAKE, *args]
 
 
-def run_snakemake(args: list[str], cwd: Path, limit: int, logname: str) -> tuple[int, str, float]:
+def run_snakemake(
+    args: list[str], cwd: Path, limit: int, logname: str, environ: dict[str, str] | None = None
+) -> tuple[int, str, float]:
     """Run Snakemake to the end; returns (exit code, combined log, seconds)."""
     t0 = time.monotonic()
     log_path = cwd / logname
@@ -75,7 +84,7 @@ def run_snakemake(args: list[str], cwd: Path, limit: int, logname: str) -> tuple
         r = subprocess.run(
             snakemake_cmd(args, limit),
             cwd=cwd,
-            env=env(),
+            env=environ or env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             check=False,
