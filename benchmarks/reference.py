@@ -15,9 +15,34 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inrroute.config import StudyConfig
-from inrroute.model import MWT, supervised_contrastive
-from inrroute.reader import scale_grad
+from inrroute.model import MWT
 from inrroute.siren import images_to_targets, psnr
+
+
+def scaled_gradient(x: Tensor, weight: float) -> Tensor:
+    """x unchanged forward; its gradient multiplied by ``weight`` backward (a tensor hook,
+    not the package's autograd Function)."""
+    y = x.clone()
+    if y.requires_grad:
+        y.register_hook(lambda grad: grad * weight)
+    return y
+
+
+def supcon(z: Tensor, labels: Tensor, tau: float) -> Tensor:
+    """Supervised contrastive loss written anchor by anchor from its definition: for each
+    anchor with positives, minus the mean over its positives p of
+    log(exp(s_ap / tau) / sum over a' != a of exp(s_aa' / tau)), s = cosine similarity."""
+    z = z / z.norm(dim=1, keepdim=True)
+    per_anchor = []
+    for a in range(len(z)):
+        others = [b for b in range(len(z)) if b != a]
+        positives = [b for b in others if labels[b] == labels[a]]
+        if not positives:
+            continue
+        log_denominator = torch.logsumexp(torch.stack([z[a] @ z[b] / tau for b in others]), 0)
+        terms = [z[a] @ z[p] / tau - log_denominator for p in positives]
+        per_anchor.append(-torch.stack(terms).mean())
+    return torch.stack(per_anchor).mean() if per_anchor else z.new_zeros(())
 
 
 def siren_one(model: MWT, params: list[Tensor]) -> Tensor:
@@ -66,12 +91,12 @@ def training_step(
         mses.append(((siren_one(model, params) - targets[i]) ** 2).mean())
         tokens.append(tokens_one(model, phi))
     tokens_b, mse = torch.stack(tokens), torch.stack(mses)
-    logits = model.reader(scale_grad(tokens_b, cfg.training.cls_loss_weight))
+    logits = model.reader(scaled_gradient(tokens_b, cfg.training.cls_loss_weight))
     ce = F.cross_entropy(logits.float(), labels)  # as the package: CE in float32
     loss = ce + mse.mean()
     cluster = tokens_b.new_zeros(())
     if model.combo.cluster:
-        cluster = supervised_contrastive(tokens_b.flatten(1), labels, cfg.factors.tau)
+        cluster = supcon(tokens_b.flatten(1), labels, cfg.factors.tau)
         loss = loss + cfg.factors.lambda_c * cluster
     return {"loss": loss, "ce": ce, "mse": mse.mean(), "cluster": cluster, "logits": logits}
 

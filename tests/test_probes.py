@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
 from inrroute import probes
+from inrroute.study import GEOMETRY_DIAGNOSTICS
 
 
 def _angles(deg: list[float], radius: list[float]) -> np.ndarray:
@@ -113,7 +114,8 @@ def digits():
 def test_digits_pixels_well_above_chance(digits):
     x_train, y_train, x_test, y_test = digits
     m = probes.geometry_metrics(x_train, y_train, x_test, y_test, k=10, seed=0)
-    assert list(m) == list(probes.GEOMETRY_KEYS)
+    assert list(m) == [*probes.GEOMETRY_KEYS, *GEOMETRY_DIAGNOSTICS]
+    assert m["linear_probe_converged"] in (0.0, 1.0) and m["linear_probe_iterations"] >= 1
     assert m["knn_consistency"] > 0.8  # chance is 0.1
     assert m["knn_accuracy"] > 0.9
     assert m["ncm_accuracy"] > 0.8

@@ -98,7 +98,7 @@ class FitConfig:
 class ProbeConfig:
     knn_k: int = 10
     intervention_draws: int = 8
-    fresh_reader_epochs: int = 10
+    fresh_reader_epochs: int | None = None  # None: training.epochs
     fresh_reader_spec: str = "trained"
 
 
@@ -147,6 +147,10 @@ class StudyConfig:
         if "all" in self.combinations:
             return list(ALL_COMBINATION_NAMES)
         return list(self.combinations)
+
+    def fresh_reader_epochs(self) -> int:
+        """The fresh readers' epochs: the trained reader's budget unless set explicitly."""
+        return self.probes.fresh_reader_epochs or self.training.epochs
 
     def cap(self, dataset: str, split: str) -> int | None:
         return self.caps.get(dataset, {}).get(split)

@@ -106,23 +106,60 @@ def _rows(table: pd.DataFrame | None, **match) -> pd.DataFrame:
 
 def run_findings(summary: xr.Dataset, tables: dict[str, pd.DataFrame], cfg: StudyConfig) -> str:
     """The findings stage: the FINDINGS.md text from the summary, tables and config."""
-    return findings_markdown(summary, tables, cfg.verdicts)
+    return findings_markdown(summary, tables, cfg.verdicts, setup_section(summary, cfg))
+
+
+def setup_section(ds: xr.Dataset, cfg: StudyConfig) -> str:
+    """What the numbers below depend on that a reader must know: the fresh readers'
+    budget against the trained reader's, and linear probes that hit their iteration cap."""
+    fresh, trained = cfg.fresh_reader_epochs(), cfg.training.epochs
+    budget = (
+        "the trained reader's budget"
+        if fresh == trained
+        else f"**fewer than the trained reader's {trained}** (a deviation set by "
+        "`probes.fresh_reader_epochs`; it favours the trained reader, i.e. 'routed')"
+    )
+    lines = [
+        "## Setup",
+        "",
+        (
+            f"- Fresh readers: trained for {fresh} epochs on frozen train-split phi, {budget}; "
+            f"batch size {cfg.training.batch_size}, learning rate {cfg.training.lr}, one-cycle "
+            f"schedule, architecture `{cfg.probes.fresh_reader_spec}` "
+            "(`trained` = the reader spec saved in each run's model.pt)."
+        ),
+    ]
+    if "linear_probe_converged" in ds:
+        ran = ds["ran"].values.astype(bool) if "ran" in ds else None
+        conv = ds["linear_probe_converged"].values
+        conv = conv[ran] if ran is not None else conv[np.isfinite(conv)]
+        bad = int((conv < 0.5).sum())
+        lines.append(
+            f"- Linear probes: {len(conv) - bad} of {len(conv)} converged within their "
+            "iteration cap"
+            + (f"; **{bad} did not**, so their accuracy is that of a capped fit." if bad else ".")
+        )
+    return "\n".join(lines)
 
 
 def findings_markdown(
-    ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig | None = None
+    ds: xr.Dataset,
+    tables: Mapping[str, pd.DataFrame],
+    v: VerdictConfig | None = None,
+    setup: str = "",
 ) -> str:
     """The complete FINDINGS.md text for summary ``ds`` and the tables of inrroute.stats."""
     v = v or VerdictConfig()
     sections = [
         header_section(ds, v),
+        setup,
         verdict_overview(tables),
         clustering_section(ds, tables, v),
         tokenflow_section(ds, tables, v),
         bias_section(ds, tables, v),
         factorial_section(tables, v),
     ]
-    return "\n\n".join(s.strip() for s in sections) + "\n"
+    return "\n\n".join(s.strip() for s in sections if s.strip()) + "\n"
 
 
 def header_section(ds: xr.Dataset, v: VerdictConfig) -> str:

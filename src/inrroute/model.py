@@ -181,7 +181,9 @@ def supervised_contrastive(z: Tensor, labels: Tensor, tau: float) -> Tensor:
 
 @dataclass
 class StepOutput:
-    loss: Tensor
+    loss: Tensor  # the whole objective, with its graph: objective + cluster_term
+    objective: Tensor  # cross-entropy + reconstruction MSE, with its graph
+    cluster_term: Tensor | None  # lambda_c * SupCon on phi, with its graph (cluster runs)
     ce: Tensor
     mse: Tensor
     cluster: Tensor
@@ -201,16 +203,34 @@ def training_step(
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model.reader(scale_grad(tokens, cfg.training.cls_loss_weight))
     ce = F.cross_entropy(logits.float(), labels)
-    loss = ce + mse.mean()
-    cluster = tokens.new_zeros(())
+    objective = ce + mse.mean()
+    cluster, term = tokens.new_zeros(()), None
     if model.combo.cluster:
-        # On phi itself, so it reaches theta and alpha and never the reader.
         cluster = supervised_contrastive(tokens.flatten(1), labels, cfg.factors.tau)
-        loss = loss + cfg.factors.lambda_c * cluster
+        term = cfg.factors.lambda_c * cluster
+    loss = objective if term is None else objective + term
     with torch.no_grad():
         correct = int((logits.argmax(1) == labels).sum())
         psnr_sum = float(psnr(pred.detach(), targets).sum())
-    return StepOutput(loss, ce.detach(), mse.mean().detach(), cluster.detach(), correct, psnr_sum)
+    return StepOutput(
+        loss, objective, term, ce.detach(), mse.mean().detach(), cluster.detach(), correct, psnr_sum
+    )
+
+
+def backward(model: MWT, out: StepOutput) -> None:
+    """Gradients of the step's loss into ``.grad``, with the cluster loss reaching theta and
+    alpha only (DESIGN 3). phi depends on the output layer through the inner loop, so one
+    backward of the whole loss would also train the output layer towards clustering; the
+    cluster term's gradient is therefore taken for theta and alpha alone."""
+    if out.cluster_term is None:
+        out.objective.backward()
+        return
+    targets = [*model.siren.theta, *model.alphas.parameters()]
+    grads = torch.autograd.grad(out.cluster_term, targets, retain_graph=True, allow_unused=True)
+    out.objective.backward()
+    for param, grad in zip(targets, grads, strict=True):
+        if grad is not None:
+            param.grad = grad if param.grad is None else param.grad + grad
 
 
 def save_model(model: MWT, path: str | Path, provenance: dict[str, Any] | None = None) -> None:

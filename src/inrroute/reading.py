@@ -105,7 +105,7 @@ def train_fresh_reader(
         torch.manual_seed(seed + 7919)
         reader = build_reader(model.spec, reader_cfg).to(device)
     t = cfg.training
-    epochs = cfg.probes.fresh_reader_epochs
+    epochs = cfg.fresh_reader_epochs()
     steps = epochs * math.ceil(len(train_tokens) / t.batch_size)
     opt = torch.optim.AdamW(reader.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=steps)

@@ -136,6 +136,7 @@ GEOMETRY_METRICS: tuple[str, ...] = (
     "silhouette",
     "fisher_ratio",
 )
+GEOMETRY_DIAGNOSTICS: tuple[str, ...] = ("linear_probe_iterations", "linear_probe_converged")
 INTERVENTIONS_BIAS = ("bias_zero", "bias_shuffle", "bias_mean", "bias_only")
 INTERVENTIONS_CONTROL = ("col_zero", "col_shuffle")
 INTERVENTIONS = ("none", *INTERVENTIONS_BIAS, *INTERVENTIONS_CONTROL)
@@ -221,6 +222,11 @@ RUN_STAGES: tuple[RunStage, ...] = (
             "fisher_ratio": SummaryVar(
                 "fisher_ratio", "1", "trace(S_between) / trace(S_within) of test phi"
             ),
+            "linear_probe_converged": SummaryVar(
+                "linear_probe_converged",
+                "1",
+                "1 if the linear probe's lbfgs converged within its iteration cap, else 0",
+            ),
         },
     ),
     RunStage(
@@ -231,6 +237,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         minutes_per_run=60,
         config=(
             "probes.fresh_reader_epochs",
+            "training.epochs",
             "probes.fresh_reader_spec",
             "reader",
             "training.batch_size",

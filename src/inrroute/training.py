@@ -24,7 +24,7 @@ from .config import Combination, StudyConfig
 from .data import ImageSet
 from .errors import InputError, Interrupted, NumericalError
 from .io import load_torch, remove_stale_temps, save_torch, write_csv
-from .model import MWT, ImageShape, ModelSpec, save_model, training_step
+from .model import MWT, ImageShape, ModelSpec, backward, save_model, training_step
 
 log = logging.getLogger("inrroute")
 LOG_COLUMNS = ["epoch", "loss", "ce", "mse", "cluster", "train_accuracy", "psnr", "lr", "seconds"]
@@ -201,7 +201,7 @@ def meta_train(
                     ckpt_path,
                 )
                 opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                backward(model, out)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 # Checked before the step, so no non-finite weight reaches a checkpoint.
                 _check_finite(
