@@ -81,6 +81,8 @@ def make_summary(
     n_classes: int = 10,
     effect: Effect | None = None,
     seed: int = 0,
+    families: Sequence[str] | None = None,
+    family_drop: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Build a synthetic gathered summary on the grid of DESIGN.md section 5.
 
@@ -89,6 +91,12 @@ def make_summary(
     those scalar variables (``reader_accuracy`` shifts also carry into the interventions,
     per-class accuracy and token flow). Accuracies are clipped to [0, 1] only when an
     effect pushes them out, so keep planted effects inside the range for exact tests.
+
+    ``families`` (fresh reader families, issue 15) gives ``fresh_reader_accuracy`` a
+    ``reader_family`` dimension (the first family keeps the values it has without) and adds
+    ``fresh_intervention_accuracy`` and ``fresh_tokenflow_consistency``; every family's
+    bias interventions drop as the trained reader's do (run noise 0.005), plus
+    ``family_drop[family]`` on bias_shuffle.
     """
     combo_list = _combo_list(combos)
     levels = {f: sorted({c[i] for c in combo_list}) for i, f in enumerate(FACTORS)}
@@ -160,8 +168,40 @@ def make_summary(
     ds = ds.assign_coords(
         depth=list(depths), intervention=list(INTERVENTIONS), **{"class": np.arange(n_classes)}
     )
+    if families:
+        ds = _add_families(ds, list(families), dict(family_drop or {}), rng)
     for k, (long_name, units) in _ATTRS.items():
         ds[k].attrs.update(long_name=long_name, units=units)
+    return ds
+
+
+def _add_families(ds: xr.Dataset, families: list[str], extra: dict, rng) -> xr.Dataset:
+    """Fresh reader families on a made summary (see make_summary)."""
+    ref = ds["fresh_reader_accuracy"]
+    accs = [ref] + [
+        (ref + 0.02 * rng.normal(size=ref.shape) - 0.01 * i).clip(0, 1)
+        for i in range(1, len(families))
+    ]
+    acc = xr.concat(accs, dim=xr.DataArray(families, dims="reader_family", name="reader_family"))
+    acc = acc.where(ds["ran"])
+    drops = xr.DataArray([_DROP[z] for z in INTERVENTIONS], dims="intervention",
+                         coords={"intervention": list(INTERVENTIONS)})  # fmt: skip
+    noise = xr.DataArray(0.005 * rng.normal(size=(*acc.shape, len(INTERVENTIONS))),
+                         dims=(*acc.dims, "intervention"))  # fmt: skip
+    noise[..., 0] = 0.0
+    shift = xr.DataArray(
+        [[extra.get(f, 0.0) if z == "bias_shuffle" else 0.0 for z in INTERVENTIONS]
+         for f in families],
+        dims=("reader_family", "intervention"),
+    )  # fmt: skip
+    interv = (acc - drops - shift + noise).clip(0, 1).transpose(*acc.dims, "intervention")
+    flow = xr.concat([acc * w + 0.3 for w in (0.2, 0.6, 1.0)], dim="reader_depth").transpose(
+        *acc.dims, "reader_depth"
+    )
+    ds = ds.drop_vars("fresh_reader_accuracy")
+    ds["fresh_reader_accuracy"] = acc.assign_attrs(ref.attrs)
+    ds["fresh_intervention_accuracy"] = interv.assign_attrs(units="1")
+    ds["fresh_tokenflow_consistency"] = flow.assign_attrs(units="1")
     return ds
 
 

@@ -23,6 +23,7 @@ from .study import (
     COMBINATION_TEMPLATE,
     DATASETS,
     FACTOR_NAMES,
+    READER_FAMILIES,
     Combination,
     VocabularyError,
     parse_combination,
@@ -100,6 +101,7 @@ class ProbeConfig:
     intervention_draws: int = 8
     fresh_reader_epochs: int | None = None  # None: training.epochs
     fresh_reader_spec: str = "trained"
+    reader_families: tuple[str, ...] = READER_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class VerdictConfig:
     bias_min_drop: float = 0.02
     bias_equivalence_margin: float = 0.01
     reader_min_gap: float = 0.01
+    family_min_drop_gap: float = 0.02
+    family_min_interaction: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,9 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         training=TrainingConfig(**d["training"]),
         factors=FactorConfig(**d["factors"]),
         fit=FitConfig(**d["fit"]),
-        probes=ProbeConfig(**d["probes"]),
+        probes=ProbeConfig(
+            **{**d["probes"], "reader_families": tuple(d["probes"]["reader_families"])}
+        ),
         stats=StatsConfig(**d["stats"]),
         verdicts=VerdictConfig(**d["verdicts"]),
     )

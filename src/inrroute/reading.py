@@ -6,16 +6,20 @@ Inputs are the tokens of ``fitted.nc`` (see :func:`inrroute.fitting.tokens_of`).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import xarray as xr
 
 from .config import StudyConfig
 from .fitting import tokens_of
-from .model import MWT, build_reader
+from .model import MWT
 from .reader import Reader
+from .readers import build_family
+from .study import FRESH_REFERENCE_FAMILY, READER_FAMILIES
 
 
 @torch.no_grad()
@@ -96,14 +100,23 @@ def train_fresh_reader(
     train_labels: torch.Tensor,
     seed: int,
     device: torch.device,
-) -> Reader:
-    """A reader of the trained reader's architecture (its saved spec, unless config key
-    ``probes.fresh_reader_spec`` is ``config``) trained on frozen phi (no co-adaptation)."""
-    gen = torch.Generator().manual_seed(seed + 7919)
+    family: str = FRESH_REFERENCE_FAMILY,
+) -> torch.nn.Module:
+    """A fresh reader of ``family`` (inrroute.readers) trained on frozen phi (no
+    co-adaptation), with the trained reader's budget rule: ``cfg.fresh_reader_epochs()``
+    epochs, its batch size, learning rate, weight decay, one-cycle schedule and clipping.
+
+    The ``transformer`` family is the trained reader's architecture (its saved spec, unless
+    config key ``probes.fresh_reader_spec`` is ``config``); every family's architecture
+    follows the same reader config. Each family has its own init and batch-order seed;
+    the transformer's is the one fresh readers always had.
+    """
+    offset = 7919 * (1 + READER_FAMILIES.index(family)) if family in READER_FAMILIES else 7919
+    gen = torch.Generator().manual_seed(seed + offset)
     reader_cfg = cfg.reader if cfg.probes.fresh_reader_spec == "config" else None
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 7919)
-        reader = build_reader(model.spec, reader_cfg).to(device)
+        torch.manual_seed(seed + offset)
+        reader = build_family(family, model.spec, reader_cfg, train_tokens).to(device)
     t = cfg.training
     epochs = cfg.fresh_reader_epochs()
     steps = epochs * math.ceil(len(train_tokens) / t.batch_size)
@@ -124,6 +137,40 @@ def train_fresh_reader(
     return reader.eval()
 
 
+def family_dataset(
+    model: MWT,
+    cfg: StudyConfig,
+    family: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> xr.Dataset:
+    """One fresh reader family: accuracy, per class, confusion; bias-column interventions
+    with controls (the trained reader's draws and permutations); kNN consistency per depth."""
+    from .interventions import intervention_dataset  # imports this module
+
+    start = time.perf_counter()
+    reader = train_fresh_reader(model, cfg, *train, model.spec.seed, device, family)
+    seconds = time.perf_counter() - start
+    (xte, yte), labels = test, test[1].numpy()
+    ds = accuracy_dataset(predict(reader, xte, device), labels, model.spec.n_classes)
+    interv = intervention_dataset(
+        reader, xte, labels, cfg.probes.intervention_draws, model.spec.seed, device
+    )
+    ds["intervention_accuracy"] = interv["accuracy"].assign_attrs(
+        long_name="fresh-reader test accuracy under the intervention"
+    )
+    ds["control_accuracy"] = interv["control_accuracy"]
+    ds["control_column"] = interv["control_column"]
+    flow = tokenflow_dataset(reader, xte, labels, cfg.probes.knn_k, device)
+    names = [str(n) for n in flow["depth"].values]
+    ds["tokenflow_consistency"] = ("reader_depth", flow["knn_consistency"].values)
+    ds["reader_depth_name"] = ("reader_depth", np.array(names, dtype=object))
+    ds["n_parameters"] = ((), sum(p.numel() for p in reader.parameters() if p.requires_grad))
+    ds["train_seconds"] = ((), seconds, {"units": "s"})
+    return ds.assign_coords(intervention=interv["intervention"], control=interv["control"])
+
+
 # ---------------------------------------------------------------- stages (one run each)
 
 
@@ -141,10 +188,32 @@ def run_read(model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.dev
 def run_fresh_reader(
     model: MWT, fitted: xr.Dataset, cfg: StudyConfig, device: torch.device
 ) -> xr.Dataset:
-    """fresh_reader.nc: a fresh reader trained on frozen train phi, scored on test."""
-    (xtr, ytr), (xte, yte) = tokens_of(fitted, "train"), tokens_of(fitted, "test")
-    reader = train_fresh_reader(model, cfg, xtr, ytr, model.spec.seed, device)
-    return accuracy_dataset(predict(reader, xte, device), yte.numpy(), model.spec.n_classes)
+    """fresh_reader.nc: fresh readers of every family in ``probes.reader_families``
+    trained on frozen train phi, scored on test, with the bias-column interventions and
+    the token-flow probe applied to each (dimension ``reader_family``)."""
+    train, test = tokens_of(fitted, "train"), tokens_of(fitted, "test")
+    families = list(cfg.probes.reader_families)
+    parts = [family_dataset(model, cfg, f, train, test, device) for f in families]
+    depth = max(p.sizes["reader_depth"] for p in parts)
+    parts = [
+        p.reindex(reader_depth=np.arange(depth)).assign(
+            reader_depth_name=p["reader_depth_name"]
+            .reindex(reader_depth=np.arange(depth))
+            .fillna("")
+            .astype(str)
+        )
+        for p in parts
+    ]
+    ds = xr.concat(parts, dim=pd.Index(families, name="reader_family"), coords="minimal")
+    ds["accuracy"].attrs.update(
+        units="1", long_name="test accuracy of a fresh reader trained on frozen train phi"
+    )
+    ds["tokenflow_consistency"].attrs.update(
+        units="1",
+        long_name=f"kNN class consistency (k={cfg.probes.knn_k}, cosine) of the fresh reader's "
+        "representation per depth (reader_depth_name; 0 is its input)",
+    )
+    return ds
 
 
 def run_tokenflow(

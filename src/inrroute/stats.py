@@ -69,10 +69,12 @@ from .io import write_csv, write_netcdf
 from .study import (
     BASELINE,
     FACTOR_NAMES,
+    FRESH_REFERENCE_FAMILY,
     GEOMETRY_METRICS,
     GRID_DIMS,
     INTERVENTIONS_BIAS,
     INTERVENTIONS_CONTROL,
+    READER_FAMILIES,
     STATS_TABLES,
     combination_name,
 )
@@ -130,7 +132,16 @@ INTERACTION_COLUMNS = [
     "estimate", "ci_low", "ci_high", "n_seeds",
 ]  # fmt: skip
 INTERACTION_RESPONSES = ("reader_accuracy", "knn_consistency")
+FAMILY = "reader_family"
+TRAINED = "trained"  # the trained reader's row in the reader_families table
+FAMILY_RESPONSES = ("accuracy", "drop_bias_shuffle")  # family ANOVA responses (fresh_*)
+FAMILY_ROUTE = "drop_bias_shuffle"  # the drop the routing reader-dependence verdict reads
+FAMILY_COLUMNS = [
+    "dataset", "reader_family", "response", "kind", *SEED_TEST_COLUMNS,
+    "ci90_low", "ci90_high", "n_runs", "p_holm", "p_bh",
+]  # fmt: skip
 COLUMNS = {
+    "reader_families": FAMILY_COLUMNS,
     "interaction_means": INTERACTION_COLUMNS,
     "anova": ANOVA_COLUMNS,
     "cluster_effect": CLUSTER_COLUMNS,
@@ -189,6 +200,20 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
         and ds[v].dtype != bool
     ]
     cols: dict[str, pd.Series] = {v: ds[v].transpose(*GRID_DIMS).to_series() for v in scalar}
+    # Per-family variables (fresh readers, issue 15) enter as the reference family's values
+    # (the fresh transformer), under their own name: the columns they always were.
+    for v in ds.data_vars:
+        if (
+            set(ds[v].dims) == {*GRID_DIMS, FAMILY}
+            and FRESH_REFERENCE_FAMILY in [str(f) for f in ds[FAMILY].values]
+            and v not in cols
+        ):
+            ref = ds[v].assign_coords({FAMILY: [str(f) for f in ds[FAMILY].values]})
+            cols[v] = (
+                ref.sel({FAMILY: FRESH_REFERENCE_FAMILY}, drop=True)
+                .transpose(*GRID_DIMS)
+                .to_series()
+            )
     if "intervention_accuracy" in ds.data_vars:
         ia = ds["intervention_accuracy"].transpose(*GRID_DIMS, "intervention")
         levels = [str(z) for z in ia["intervention"].values]
@@ -799,6 +824,197 @@ def _add_bands(rows: list[dict], boots: list, level: float = CI_LEVEL) -> None:
         rows[i]["band_high"] = float(min(1.0, rho[k] + q * sd[k]))
 
 
+# --------------------------------------------------------------------------- reader families
+
+
+def family_frame(ds: xr.Dataset) -> pd.DataFrame:
+    """One row per run that exists and fresh reader family (issue 15): grid keys,
+    ``combination``, ``reader_family``, ``accuracy``, ``drop_<z>`` (from
+    ``fresh_intervention_accuracy``) and ``tokenflow__<i>`` (``fresh_tokenflow_consistency``
+    at reader_depth i; 0 is the reader's input). Empty when the summary has no
+    ``reader_family`` dimension (a summary made before fresh reader families existed)."""
+    if FAMILY not in ds.dims or "fresh_reader_accuracy" not in ds.data_vars:
+        return pd.DataFrame()
+    _check_summary(ds)
+    dims = (*GRID_DIMS, FAMILY)
+    ds = ds.assign_coords({FAMILY: [str(f) for f in ds[FAMILY].values]})
+    cols = {"accuracy": ds["fresh_reader_accuracy"].transpose(*dims).to_series()}
+    if "fresh_intervention_accuracy" in ds.data_vars:
+        ia = ds["fresh_intervention_accuracy"].transpose(*dims, "intervention")
+        ia = ia.assign_coords(intervention=[str(z) for z in ia["intervention"].values])
+        base = ia.sel(intervention="none")
+        for z in ia["intervention"].values:
+            if z != "none":
+                cols[f"drop_{z}"] = (base - ia.sel(intervention=z)).to_series()
+    if "fresh_tokenflow_consistency" in ds.data_vars:
+        tf = ds["fresh_tokenflow_consistency"]
+        depth = [d for d in tf.dims if d not in dims][0]
+        for i in range(tf.sizes[depth]):
+            cols[f"{TOKENFLOW_PREFIX}{i}"] = (
+                tf.isel({depth: i}, drop=True).transpose(*dims).to_series()
+            )
+    df = pd.DataFrame(cols)
+    ran = _run_mask(ds).transpose(*GRID_DIMS).to_series()
+    keep = ran.reindex(df.index.droplevel(FAMILY)).to_numpy(bool)
+    df = df[keep & df["accuracy"].notna().to_numpy()].reset_index()
+    df["dataset"] = df["dataset"].astype(str)
+    for key in ("seed", *FACTORS):
+        df[key] = df[key].astype(int)
+    df["combination"] = [
+        combination_name(**dict(zip(FACTORS, row)))
+        for row in df[list(FACTORS)].itertuples(index=False)
+    ]
+    order = {f: i for i, f in enumerate(READER_FAMILIES)}
+    df["_order"] = df[FAMILY].map(lambda f: order.get(f, len(order)))
+    df = df.sort_values(["_order", *GRID_DIMS], kind="stable").drop(columns="_order")
+    responses = [c for c in cols]
+    return df[[*GRID_DIMS, "combination", FAMILY, *responses]].reset_index(drop=True)
+
+
+def families_of(ff: pd.DataFrame) -> list[str]:
+    """The families of a family frame, in study order (then any others, by name)."""
+    present = list(dict.fromkeys(ff[FAMILY])) if not ff.empty else []
+    return [f for f in READER_FAMILIES if f in present] + sorted(
+        f for f in present if f not in READER_FAMILIES
+    )
+
+
+def _contrast_basis(n: int) -> np.ndarray:
+    """Orthonormal contrasts of a factor with n levels (n x (n - 1), columns sum to 0)."""
+    helmert = np.zeros((n, n - 1))
+    for j in range(1, n):
+        helmert[:j, j - 1] = 1.0
+        helmert[j, j - 1] = -float(j)
+    return helmert / np.linalg.norm(helmert, axis=0)
+
+
+def within_anova(
+    data: pd.DataFrame, factors: Sequence[str]
+) -> tuple[list[dict], dict[str, float]] | None:
+    """Error-stratum F tests of the full factorial over within-seed ``factors`` of any
+    number of levels (the binary study factors and reader_family), seed and every
+    term x seed random, one value per seed and cell (``_unit``, ``_y``): each term's mean
+    square over its term x seed mean square, on (df_T, df_T (S - 1)) df. For binary
+    factors this is :func:`anova_table`'s test; a factor of more levels uses orthonormal
+    contrasts and the univariate (sphericity-assuming) repeated-measures F, checked
+    against statsmodels ``AnovaRM`` in the tests and calibrated by simulation.
+
+    Returns the rows and, per term, its size: the root mean square over the cells of the
+    term's component of the cell means (response units). None when the grid is not
+    balanced (a seed lacks a cell or has one twice).
+    """
+    levels = [sorted(data[f].unique()) for f in factors]
+    wide = data.pivot_table(index="_unit", columns=list(factors), values="_y", aggfunc="count")
+    n_cells = int(np.prod([len(lv) for lv in levels]))
+    if wide.shape[1] != n_cells or (wide.fillna(0) != 1).to_numpy().any():
+        return None
+    y = data.pivot_table(
+        index="_unit", columns=list(factors), values="_y", aggfunc="mean"
+    ).to_numpy(float)
+    n_units = y.shape[0]
+    bases = [_contrast_basis(len(lv)) for lv in levels]
+    means = [np.full((len(lv), 1), 1.0 / np.sqrt(len(lv))) for lv in levels]
+    rows, size = [], {}
+    for order in range(1, len(factors) + 1):
+        for term in itertools.combinations(range(len(factors)), order):
+            b = np.ones((1, 1))
+            for i in range(len(factors)):
+                b = np.kron(b, bases[i] if i in term else means[i])
+            z = y @ b  # units x df_T
+            zbar = z.mean(axis=0)
+            df_t = float(b.shape[1])
+            name = _term_name([factors[i] for i in term])
+            ss = float(n_units * np.sum(zbar**2))
+            err = float(np.sum((z - zbar) ** 2))
+            rows.append(_f_row(name, ss, df_t, err, df_t * (n_units - 1)))
+            size[name] = float(np.sqrt(np.sum(zbar**2) / n_cells))
+    return rows, size
+
+
+def _family_data(sub: pd.DataFrame, response: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    data = sub[np.isfinite(sub[response].astype(float))].copy()
+    data["_y"] = data[response].astype(float)
+    data["_unit"] = data["dataset"].astype(str) + "/" + data["seed"].astype(str)
+    varying = [f for f in (*FACTORS, FAMILY) if data[f].nunique() > 1]
+    single = [f for f in (*FACTORS, FAMILY) if f not in varying]
+    return data, varying, single
+
+
+def family_anova(ff: pd.DataFrame) -> pd.DataFrame:
+    """The fresh readers' ANOVA (issue 15): per dataset and response in FAMILY_RESPONSES
+    (named ``fresh_<response>``), the full factorial of the study factors and
+    ``reader_family`` as a within-run factor (:func:`within_anova`). The study factor x
+    reader_family interactions are the test of reader dependence."""
+    tables = []
+    if ff.empty:
+        return _empty(ANOVA_COLUMNS)
+    for name, sub in ff.groupby("dataset", sort=True):
+        for response in FAMILY_RESPONSES:
+            if response not in sub:
+                continue
+            data, varying, single = _family_data(sub, response)
+            if data.empty or not varying:
+                continue
+            notes = [f"single-level factors dropped: {', '.join(single)}"] if single else []
+            res = within_anova(data, varying)
+            if res is None:
+                notes.append("unbalanced grid: not tested")
+                rows = [{"term": _term_name(varying), "sum_sq": np.nan, "df": np.nan,
+                         "error_sum_sq": np.nan, "df_error": np.nan, "F": np.nan,
+                         "p": np.nan, "partial_eta_sq": np.nan}]  # fmt: skip
+            else:
+                rows = res[0]
+            out = pd.DataFrame(rows)
+            if data["_unit"].nunique() < 2:
+                notes.append("one seed: no seed-level error, nothing can be tested")
+            out["p_holm"] = holm(out["p"])
+            out["p_bh"] = np.nan
+            out["non_additivity"] = out["term"].str.contains(":", regex=False)
+            out["response"], out["scope"] = f"fresh_{response}", name
+            out["method"] = (
+                "error-stratum F (seed and term x seed random), reader_family within run, "
+                "sphericity assumed"
+            )
+            out["note"] = "; ".join(notes)
+            tables.append(out[ANOVA_COLUMNS])
+    return pd.concat(tables, ignore_index=True) if tables else _empty(ANOVA_COLUMNS)
+
+
+def reader_families(df: pd.DataFrame, ff: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, intervention drops and token-flow consistency per reader: the trained
+    reader (``trained``, from the trained-reader columns) and every fresh family; per seed
+    the mean over the runs, then across seeds. Drops are tested (p, Holm within the
+    table); accuracies and consistencies are described (no p)."""
+    rows = []
+    for name, sub in df.groupby("dataset", sort=True):
+        readers = [(TRAINED, sub.rename(columns={"reader_accuracy": "accuracy"}))]
+        if not ff.empty:
+            part = ff[ff["dataset"] == name]
+            readers += [(f, part[part[FAMILY] == f]) for f in families_of(part)]
+        for reader, part in readers:
+            responses = [c for c in ("accuracy",) if c in part]
+            responses += [c for c in part.columns if c.startswith("drop_")]
+            if reader != TRAINED:
+                responses += [c for c in part.columns if c.startswith(TOKENFLOW_PREFIX)]
+            for response in responses:
+                per_seed = part.groupby("seed")[response].mean().dropna()
+                if per_seed.empty:
+                    continue
+                kind = ("drop" if response.startswith("drop_") else
+                        "tokenflow" if response.startswith(TOKENFLOW_PREFIX) else "accuracy")  # fmt: skip
+                res = seed_test(per_seed)
+                row = {"dataset": name, "reader_family": reader, "response": response,
+                       "kind": kind, **{k: res[k] for k in SEED_TEST_COLUMNS},
+                       "ci90_low": res["ci90_low"], "ci90_high": res["ci90_high"],
+                       "n_runs": int(part[response].notna().sum())}  # fmt: skip
+                if kind != "drop":
+                    row.update(t=np.nan, p=np.nan)
+                rows.append(row)
+    out = _frame(rows, FAMILY_COLUMNS)
+    out["p_holm"] = holm(out["p"])
+    return out
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
@@ -934,6 +1150,53 @@ def _reader_criteria(name: str, sub: pd.DataFrame, v: VerdictConfig) -> list[dic
         f"when equivalent within +-{v.reader_min_gap}")]  # fmt: skip
 
 
+FAMILY_QUESTION = "routing_reader_dependent"
+FAMILY_GAP = "drop_gap"  # criterion prefix: "drop_gap <a> - <b>"
+FAMILY_INTERACTION = "factor_x_family_interaction"
+
+
+def _family_criteria(name: str, ff: pd.DataFrame, v: VerdictConfig) -> list[dict]:
+    """Is the routing reader-dependent (issue 15)? Per pair of fresh families, the paired
+    difference of their bias_shuffle drops (per seed the mean over runs, across seeds);
+    and the strongest two-way study factor x reader_family interaction on that drop
+    (:func:`within_anova`, Holm over the two-way terms), with its size."""
+    if ff.empty or FAMILY_ROUTE not in ff:
+        return []
+    families = families_of(ff)
+    rows = []
+    wide = ff.pivot_table(index=["seed", *FACTORS], columns=FAMILY, values=FAMILY_ROUTE)
+    for a, b in itertools.combinations(families, 2):
+        per_seed = (wide[a] - wide[b]).dropna().groupby(level="seed").mean()
+        res = seed_test(per_seed, v.alpha, v.power)
+        rows.append(_criterion(
+            name, FAMILY_QUESTION, "all", f"{FAMILY_GAP} {a} - {b}",
+            f"mean diff bias_shuffle drop {a} - {b}", res, v.family_min_drop_gap,
+            f"|bias_shuffle drop of {a} - that of {b}| >= {v.family_min_drop_gap}; 'no' when "
+            f"equivalent within +-{v.family_min_drop_gap}"))  # fmt: skip
+    data, varying, _ = _family_data(ff, FAMILY_ROUTE)
+    res = within_anova(data, varying) if FAMILY in varying and len(varying) > 1 else None
+    if res is not None:
+        two_way = [r for r in res[0] if r["term"].count(":") == 1 and f"C({FAMILY})" in r["term"]]
+        p_adj = holm([r["p"] for r in two_way])
+        best = int(np.nanargmin(p_adj)) if np.isfinite(p_adj).any() else 0
+        r = two_way[best]
+        est = {"estimate": res[1][r["term"]], "p": float(p_adj[best]),
+               "n_seeds": int(data["_unit"].nunique())}  # fmt: skip
+        rows.append(_criterion(
+            name, FAMILY_QUESTION, "all", FAMILY_INTERACTION,
+            f"size (RMS over cells) of {pretty(r['term'])}, the strongest of "
+            f"{len(two_way)} two-way terms", est, v.family_min_interaction,
+            f"a two-way training factor x reader_family interaction on the fresh readers' "
+            f"bias_shuffle drop with Holm p (over the two-way terms) below alpha and size "
+            f">= {v.family_min_interaction}"))  # fmt: skip
+    return rows
+
+
+def pretty(term: str) -> str:
+    """'C(route):C(reader_family)' -> 'route x reader_family'."""
+    return " x ".join(t[2:-1] if t.startswith("C(") else t for t in term.split(":"))
+
+
 def _outcomes(rows: pd.DataFrame, v: VerdictConfig) -> list[str]:
     out = []
     for _, r in rows.iterrows():
@@ -941,6 +1204,15 @@ def _outcomes(rows: pd.DataFrame, v: VerdictConfig) -> list[str]:
         if c == "separated_from_control":
             ok = np.isfinite(r["estimate"]) and r["estimate"] > 0
             out.append("yes" if ok else ("no" if np.isfinite(r["estimate"]) else "inconclusive"))
+        elif c.startswith(FAMILY_GAP):
+            # two-sided: either family may route more; 'no' is equivalence (TOST)
+            m = r["threshold"]
+            p, est = r["p_holm"], r["estimate"]
+            if np.isfinite(p) and p < v.alpha and np.isfinite(est) and abs(est) >= m:
+                out.append("yes")
+            else:
+                eq = judge_equivalence(r["ci90_low"], r["ci90_high"], r["ci_low"], r["ci_high"], m)
+                out.append("no" if eq == "yes" else "inconclusive")
         elif c == "shuffle_equivalent_to_zero":
             m = r["threshold"]
             out.append(
@@ -970,6 +1242,9 @@ VERDICT_RULES = {
     "shuffle_equivalent_to_zero are all yes; no when shuffle_drop is no; else inconclusive "
     "(mean_drop is reported, not required)",
     "reader_dependence": "the outcome of trained_beats_fresh",
+    FAMILY_QUESTION: "yes when any drop_gap criterion or factor_x_family_interaction is "
+    "yes; no when every drop_gap criterion is no (all fresh families' bias_shuffle drops "
+    "equivalent) and factor_x_family_interaction is not yes; else inconclusive",
 }
 
 
@@ -999,11 +1274,20 @@ def _combine(question: str, status: dict[str, str]) -> str:
             return "no"
     elif question == "reader_dependence":
         return s("trained_beats_fresh", "inconclusive")
+    elif question == FAMILY_QUESTION:
+        gaps = [o for c, o in status.items() if c.startswith(FAMILY_GAP)]
+        if "yes" in status.values():
+            return "yes"
+        if gaps and all(o == "no" for o in gaps):
+            return "no"
     return "inconclusive"
 
 
 def verdict_table(
-    df: pd.DataFrame, drops: pd.DataFrame, v: VerdictConfig | None = None
+    df: pd.DataFrame,
+    drops: pd.DataFrame,
+    v: VerdictConfig | None = None,
+    families: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every criterion of the pre-stated rules (config ``verdicts``) and, per dataset,
     question and scope, a ``verdict`` row combining them (VERDICT_RULES).
@@ -1020,6 +1304,8 @@ def verdict_table(
         rows += _routed_criteria(name, sub, v)
         rows += _bias_criteria(name, drops[drops["dataset"] == name], v)
         rows += _reader_criteria(name, sub, v)
+        if families is not None and not families.empty:
+            rows += _family_criteria(name, families[families["dataset"] == name], v)
     crit = _frame(rows, VERDICT_COLUMNS)
     if crit.empty:
         return crit
@@ -1067,16 +1353,19 @@ def compute_all(
 ) -> dict[str, pd.DataFrame]:
     """Every statistics table of DESIGN.md section 5 (keys: study.STATS_TABLES)."""
     df = summary_to_frame(ds)
+    ff = family_frame(ds)
     verdicts = verdicts or VerdictConfig()
     drops = intervention_drops(df, verdicts.alpha)
+    anova = [t for t in (anova_all(df), family_anova(ff)) if not t.empty]
     tables = {
-        "anova": anova_all(df),
+        "anova": pd.concat(anova, ignore_index=True) if anova else _empty(ANOVA_COLUMNS),
         "cluster_effect": cluster_effect(df),
         "geometry_correlation": geometry_correlation(df, n_boot=n_boot, seed=seed),
         "tokenflow_curve": tokenflow_curve(df, n_boot=n_boot, seed=seed),
         "variants_vs_baseline": variants_vs_baseline(df),
         "intervention_drops": drops,
-        "verdicts": verdict_table(df, drops, verdicts),
+        "reader_families": reader_families(df, ff),
+        "verdicts": verdict_table(df, drops, verdicts, ff),
         "interaction_means": interaction_means(df),
     }
     add_study_bh(tables)

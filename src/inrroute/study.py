@@ -140,6 +140,10 @@ GEOMETRY_DIAGNOSTICS: tuple[str, ...] = ("linear_probe_iterations", "linear_prob
 INTERVENTIONS_BIAS = ("bias_zero", "bias_shuffle", "bias_mean", "bias_only")
 INTERVENTIONS_CONTROL = ("col_zero", "col_shuffle")
 INTERVENTIONS = ("none", *INTERVENTIONS_BIAS, *INTERVENTIONS_CONTROL)
+# Fresh reader families (issue 15; inrroute.readers builds them): the first is the trained
+# reader's own architecture, whose numbers feed the trained-versus-fresh comparison.
+READER_FAMILIES: tuple[str, ...] = ("transformer", "mlp", "deepsets")
+FRESH_REFERENCE_FAMILY = READER_FAMILIES[0]
 
 
 @dataclass(frozen=True)
@@ -233,9 +237,15 @@ RUN_STAGES: tuple[RunStage, ...] = (
         rule="fresh_reader",
         output="fresh_reader.nc",
         module="reading",
-        help="train a fresh reader on frozen train phi -> fresh_reader.nc",
+        help=(
+            "train fresh readers of every family in probes.reader_families on frozen "
+            "train phi; accuracy, bias interventions, token flow per family -> fresh_reader.nc"
+        ),
         minutes_per_run=60,
         config=(
+            "probes.reader_families",
+            "probes.intervention_draws",
+            "probes.knn_k",
             "probes.fresh_reader_epochs",
             "training.epochs",
             "probes.fresh_reader_spec",
@@ -247,7 +257,20 @@ RUN_STAGES: tuple[RunStage, ...] = (
         ),
         summary={
             "fresh_reader_accuracy": SummaryVar(
-                "accuracy", "1", "test accuracy of a fresh reader trained on frozen train phi"
+                "accuracy",
+                "1",
+                "test accuracy of a fresh reader of each family trained on frozen train phi",
+            ),
+            "fresh_intervention_accuracy": SummaryVar(
+                "intervention_accuracy",
+                "1",
+                "fresh-reader test accuracy under a bias-column intervention, per family",
+            ),
+            "fresh_tokenflow_consistency": SummaryVar(
+                "tokenflow_consistency",
+                "1",
+                "kNN class consistency of a fresh reader's representation per reader_depth "
+                "(0 = its input, then its hidden layers in order; names in fresh_reader.nc)",
             ),
         },
     ),
@@ -322,7 +345,14 @@ STATS_TABLES: tuple[str, ...] = (
     "tokenflow_curve",
     "variants_vs_baseline",
     "intervention_drops",
+    "reader_families",
     "verdicts",
     "interaction_means",
 )
-FIGURES: tuple[str, ...] = ("tokenflow", "interventions", "interactions", "geometry_vs_accuracy")
+FIGURES: tuple[str, ...] = (
+    "tokenflow",
+    "interventions",
+    "interactions",
+    "geometry_vs_accuracy",
+    "reader_families",
+)
