@@ -208,6 +208,7 @@ def _add_families(ds: xr.Dataset, families: list[str], extra: dict, rng) -> xr.D
 # --------------------------------------------------------------------------- simulated studies
 
 SIM_DEPTHS = ("input", "projection", "block1", "block2")
+SIM_FAMILIES = ("transformer", "mlp", "deepsets")
 SIM_SCALARS = {  # variable -> base level
     "reader_accuracy": 0.95,
     "psnr": 25.0,
@@ -258,7 +259,16 @@ def simulate_study(
       exposed phi and the reader's input/projection do not;
     - ``bias_drop``: bias_zero and bias_shuffle drop accuracy by this much (the col_*
       controls by nothing), only where bias_route = 1;
-    - ``reader_gap``: the trained reader beats the fresh one by this much.
+    - ``reader_gap``: the trained reader beats the fresh one by this much;
+    - ``family_drop``: the fresh ``mlp`` reader's bias_shuffle drop exceeds the other
+      families' by this much;
+    - ``family_interaction``: the fresh ``deepsets`` reader's bias_shuffle drop rises by
+      this much where bias_route = 1 (a bias_route x reader_family interaction).
+
+    Fresh reader families (SIM_FAMILIES): ``fresh_reader_accuracy`` and
+    ``fresh_intervention_accuracy`` get a ``reader_family`` dimension; the first family's
+    accuracy is the scalar fresh reader's, the others' are independent draws of the same
+    random structure (a family x seed and family x factor x seed random effect each).
     """
     planted = dict(planted or {})
     shape = (n_seeds, 2, 2, 2, 2)
@@ -292,11 +302,31 @@ def simulate_study(
     for z in ("bias_zero", "bias_shuffle"):
         drops[z] = drops[z] + planted.get("bias_drop", 0.0) * b
     interv = np.stack([acc if z == "none" else acc - drops[z] for z in INTERVENTIONS], axis=-1)
+    fresh = [vals.pop("fresh_reader_accuracy")]
+    fresh += [SIM_SCALARS["fresh_reader_accuracy"] + noise() for _ in SIM_FAMILIES[1:]]
+    fresh_interv = []
+    for family, f_acc in zip(SIM_FAMILIES, fresh, strict=True):
+        f_drops = {z: noise(0.5) for z in INTERVENTIONS if z != "none"}
+        if family == "mlp":
+            f_drops["bias_shuffle"] = f_drops["bias_shuffle"] + planted.get("family_drop", 0.0)
+        if family == "deepsets":
+            f_drops["bias_shuffle"] = (
+                f_drops["bias_shuffle"] + planted.get("family_interaction", 0.0) * b
+            )
+        fresh_interv.append(
+            np.stack([f_acc if z == "none" else f_acc - f_drops[z] for z in INTERVENTIONS], -1)
+        )
     dims = ("dataset", "seed", *FACTORS)
     coords = {"dataset": ["digits"], "seed": np.arange(n_seeds), **{f: [0, 1] for f in FACTORS}}
     ds = xr.Dataset({k: (dims, v[None]) for k, v in vals.items()}, coords=coords)
     ds["tokenflow_consistency"] = ((*dims, "depth"), tokenflow[None])
     ds["intervention_accuracy"] = ((*dims, "intervention"), interv[None])
+    ds["fresh_reader_accuracy"] = ((*dims, "reader_family"), np.stack(fresh, -1)[None])
+    ds["fresh_intervention_accuracy"] = (
+        (*dims, "reader_family", "intervention"),
+        np.stack(fresh_interv, -2)[None],
+    )
+    ds = ds.assign_coords(reader_family=list(SIM_FAMILIES))
     ds["ran"] = (dims, np.ones((1, *shape), dtype=bool))
     return ds.assign_coords(depth=list(SIM_DEPTHS), intervention=list(INTERVENTIONS))
 
@@ -312,6 +342,8 @@ PLANTED = {
     "rise": 8.0,
     "bias_drop": 0.05,
     "reader_gap": 0.04,
+    "family_drop": 0.05,
+    "family_interaction": 0.06,
 }
 
 
@@ -329,6 +361,10 @@ def family_pvalues(tables) -> dict[str, tuple[np.ndarray, str]]:
     anova, corr = tables["anova"], tables["geometry_correlation"]
     terms = anova[anova["term"].str.contains("C\\(cluster\\)|C\\(route\\)|C\\(bias|C\\(dense")]
     drops, verdicts = tables["intervention_drops"], tables["verdicts"]
+    family_terms = anova[
+        anova["response"].str.startswith("fresh_")
+        & anova["term"].str.contains("C(reader_family)", regex=False)
+    ]
     return {
         # family: (null p-values, power p-values)
         "anova: every factorial term (reader_accuracy)": (
@@ -378,6 +414,18 @@ def family_pvalues(tables) -> dict[str, tuple[np.ndarray, str]]:
         "verdicts: trained - fresh reader": (
             _p(verdicts, criterion="trained_beats_fresh"),
             _p(verdicts, criterion="trained_beats_fresh"),
+        ),
+        "anova: reader_family terms (fresh readers)": (
+            family_terms["p"].to_numpy(float),
+            _p(anova, response="fresh_drop_bias_shuffle", term="C(bias_route):C(reader_family)"),
+        ),
+        "verdicts: drop gap between families": (
+            verdicts.loc[verdicts["criterion"].str.startswith("drop_gap"), "p"].to_numpy(float),
+            _p(verdicts, criterion="drop_gap transformer - mlp"),
+        ),
+        "verdicts: factor x family interaction": (
+            _p(verdicts, criterion="factor_x_family_interaction"),
+            _p(verdicts, criterion="factor_x_family_interaction"),
         ),
     }
 

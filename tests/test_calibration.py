@@ -20,6 +20,9 @@ POWERED = (  # families with power >= 0.8 at the planted effects and 3 seeds
     "intervention_drops: bias_shuffle drop",
     "intervention_drops: bias_shuffle - col_shuffle",
     "verdicts: trained - fresh reader",
+    "anova: reader_family terms (fresh readers)",
+    "verdicts: drop gap between families",
+    "verdicts: factor x family interaction",
 )
 
 

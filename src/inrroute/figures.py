@@ -31,6 +31,7 @@ from inrroute.io import atomic_path
 from .study import (
     FACTOR_NAMES,
     FIGURES,
+    FRESH_REFERENCE_FAMILY,
     GEOMETRY_METRICS,
     INTERVENTIONS_BIAS,
     INTERVENTIONS_CONTROL,
@@ -41,6 +42,7 @@ DPI = 120
 BIAS_COLOUR = "tab:red"
 CONTROL_COLOUR = "tab:grey"
 LEVEL_COLOURS = ("tab:blue", "tab:orange")
+FAMILY_COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive")
 ALPHA = 0.05  # significance mark on the interaction plots (Holm p within the ANOVA)
 MAX_RECON_COLUMNS = 8
 
@@ -57,6 +59,7 @@ def run_figures(summary: xr.Dataset, tables: dict[str, pd.DataFrame]) -> dict[st
         "geometry_vs_accuracy": geometry_vs_accuracy_figure(
             summary, tables.get("geometry_correlation", empty)
         ),
+        "reader_families": reader_families_figure(tables.get("reader_families", empty), summary),
     }
     return {name: figs[name] for name in FIGURES}
 
@@ -213,6 +216,60 @@ def plot_drops(ax: plt.Axes, sub: pd.DataFrame, order: Sequence[str], title: str
     ax.legend(handles=handles, fontsize=6)
 
 
+# ------------------------------------------------------------------ reader families
+
+FAMILY_DROPS = ("bias_zero", "bias_shuffle", "bias_mean", "col_zero", "col_shuffle")
+
+
+def reader_families_figure(table: pd.DataFrame, ds: xr.Dataset) -> Figure:
+    """Per dataset: test accuracy of the trained reader and of each fresh reader family
+    (left), and their accuracy drops under the bias interventions and the column controls
+    (right); means over seeds with 95% CIs across seeds, from the reader_families table."""
+    names = dataset_names(ds)
+    fig, axes = subplot_grid(len(names), 2, 5.2, 3.6)
+    for row, name in enumerate(names):
+        sub = _of(table, name)
+        ax_acc, ax_drop = axes[row]
+        ax_acc.set_title(f"{name}: test accuracy per reader", fontsize=9)
+        ax_drop.set_title(f"{name}: accuracy drop per reader", fontsize=9)
+        if sub.empty:
+            note(ax_acc, "no reader_families table")
+            note(ax_drop, "no reader_families table")
+            continue
+        readers = list(dict.fromkeys(sub["reader_family"].astype(str)))
+        acc = sub[sub["response"] == "accuracy"].set_index("reader_family").reindex(readers)
+        est = _floats(acc, "estimate")
+        err = np.abs(np.vstack([est - _floats(acc, "ci_low"), _floats(acc, "ci_high") - est]))
+        colours = [CONTROL_COLOUR if r == "trained" else FAMILY_COLOURS[i % len(FAMILY_COLOURS)]
+                   for i, r in enumerate(readers)]  # fmt: skip
+        ax_acc.bar(range(len(readers)), est, yerr=np.nan_to_num(err), color=colours,
+                   capsize=3, edgecolor="black")  # fmt: skip
+        ax_acc.set_xticks(range(len(readers)), readers, rotation=20, fontsize=8)
+        ax_acc.set_ylabel("test accuracy", fontsize=8)
+        finite = est[np.isfinite(est)]
+        if finite.size:
+            ax_acc.set_ylim(max(0.0, float(finite.min()) - 0.15), 1.0)
+        order = [z for z in FAMILY_DROPS if f"drop_{z}" in set(sub["response"])]
+        width = 0.8 / len(readers)
+        for k, reader in enumerate(readers):
+            part = sub[sub["reader_family"] == reader].set_index("response")
+            part = part.reindex([f"drop_{z}" for z in order])
+            e = _floats(part, "estimate")
+            r = np.abs(np.vstack([e - _floats(part, "ci_low"), _floats(part, "ci_high") - e]))
+            x = np.arange(len(order)) + (k - (len(readers) - 1) / 2) * width
+            ax_drop.bar(x, e, width, yerr=np.nan_to_num(r), color=colours[k], capsize=2,
+                        edgecolor="black", label=reader)  # fmt: skip
+        ax_drop.axhline(0.0, color="black", lw=0.6)
+        ax_drop.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
+        ax_drop.set_ylabel("accuracy drop (none - intervention)", fontsize=8)
+        ax_drop.legend(fontsize=6)
+    fig.suptitle(
+        "Is the routing reader-dependent? Trained reader and fresh reader families "
+        "(mean over seeds, 95% CI across seeds)"
+    )
+    return fig
+
+
 # ------------------------------------------------------------------ interactions
 
 
@@ -288,6 +345,13 @@ def geometry_vs_accuracy_figure(ds: xr.Dataset, corr: pd.DataFrame | None = None
     one point per run coloured by cluster level (the factor that splits the clouds);
     the titles quote the pooled and within-cell rho from the geometry_correlation table."""
     corr = pd.DataFrame() if corr is None else corr
+    if "reader_family" in ds.get("fresh_reader_accuracy", xr.DataArray()).dims:
+        # the fresh transformer, as in the geometry_correlation table
+        families = [str(f) for f in ds["reader_family"].values]
+        fresh = ds["fresh_reader_accuracy"].assign_coords(reader_family=families)
+        ds = ds.drop_vars("fresh_reader_accuracy")
+        if FRESH_REFERENCE_FAMILY in families:
+            ds["fresh_reader_accuracy"] = fresh.sel(reader_family=FRESH_REFERENCE_FAMILY, drop=True)
     metrics = [m for m in (*GEOMETRY_METRICS, "fresh_reader_accuracy") if m in ds.data_vars]
     ncols = 4
     nrows = max(1, int(np.ceil(len(metrics) / ncols)))

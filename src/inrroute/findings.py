@@ -28,6 +28,7 @@ QUESTION_TITLES = {
     "routed": "routed (class structure built inside the reader's blocks)",
     "bias_route": "bias column as a sample-dependent causal route",
     "reader_dependence": "reader dependence (trained reader beats a fresh one)",
+    "routing_reader_dependent": "routing reader-dependent (fresh reader families differ)",
 }
 
 
@@ -77,7 +78,7 @@ def is_factor_term(term: str) -> bool:
     """True for rows that test a training factor (main effect or interaction, also
     crossed with dataset), not the seed block or the dataset main effect."""
     names = [m.group(1) for p in str(term).split(":") if (m := TERM_FACTOR.match(p))]
-    return any(n in FACTORS for n in names) and "seed" not in names
+    return any(n in (*FACTORS, "reader_family") for n in names) and "seed" not in names
 
 
 def dataset_names(ds: xr.Dataset) -> list[str]:
@@ -126,7 +127,9 @@ def setup_section(ds: xr.Dataset, cfg: StudyConfig) -> str:
             f"- Fresh readers: trained for {fresh} epochs on frozen train-split phi, {budget}; "
             f"batch size {cfg.training.batch_size}, learning rate {cfg.training.lr}, one-cycle "
             f"schedule, architecture `{cfg.probes.fresh_reader_spec}` "
-            "(`trained` = the reader spec saved in each run's model.pt)."
+            "(`trained` = the reader spec saved in each run's model.pt); families: "
+            + ", ".join(f"`{f}`" for f in cfg.probes.reader_families)
+            + " (question 5; the trained-versus-fresh comparison reads `transformer`)."
         ),
     ]
     if "linear_probe_converged" in ds:
@@ -158,6 +161,7 @@ def findings_markdown(
         tokenflow_section(ds, tables, v),
         bias_section(ds, tables, v),
         factorial_section(tables, v),
+        reader_family_section(ds, tables, v),
     ]
     return "\n\n".join(s.strip() for s in sections if s.strip()) + "\n"
 
@@ -231,6 +235,11 @@ def criterion_line(r: pd.Series) -> str:
             f"difference {num(r['estimate'])} (90% CI {num(r['ci90_low'])} to "
             f"{num(r['ci90_high'])}; {ci_text(r['ci_low'], r['ci_high'])})"
         )
+    elif r["criterion"] == "factor_x_family_interaction":
+        p_terms = pval(r["p"], "p, Holm over the two-way terms,")
+        numbers = (
+            f"{r['statistic']}: {num(r['estimate'])} ({p_terms}; {pval(r['p_holm'], 'Holm p')})"
+        )
     else:
         numbers = (
             f"estimate {num(r['estimate'])} ({ci_text(r['ci_low'], r['ci_high'])}; "
@@ -252,7 +261,11 @@ def power_missing(r: pd.Series) -> bool:
     if r["outcome"] != "inconclusive":
         return False
     if not is_num(r["mde"]):
-        return r["criterion"] not in ("separated_from_control", "shuffle_equivalent_to_zero")
+        return r["criterion"] not in (
+            "separated_from_control",
+            "shuffle_equivalent_to_zero",
+            "factor_x_family_interaction",
+        )
     return float(r["mde"]) > float(r["threshold"])
 
 
@@ -503,3 +516,79 @@ def variants_lines(tables: Mapping[str, pd.DataFrame], alpha: float) -> list[str
         ),
     ]
     return lines
+
+
+def reader_family_section(
+    ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictConfig
+) -> str:
+    """Question 5: is the routing reader-dependent? Accuracy, bias-intervention drops and
+    token flow per fresh reader family (and the trained reader), then the verdict."""
+    lines = [
+        "## 5. Is the routing reader-dependent?",
+        "",
+        (
+            "Fresh readers of several families (`probes.reader_families`) are trained on every "
+            "run's frozen train-split phi with the trained reader's budget and scored on the "
+            "test split; the bias-column interventions and controls are applied to each. If "
+            "only the trained transformer routed through the bias column, or the fresh "
+            "families' drops differed, the routing would be a property of the reader, not of "
+            "phi. Rule, stated before the numbers: each pair of families is compared on its "
+            "`bias_shuffle` drop (per seed the mean over runs, across seeds; minimum "
+            f"difference and equivalence margin {v.family_min_drop_gap}), and the strongest "
+            "two-way training factor × reader_family interaction on that drop from the "
+            "ANOVA with reader_family as a within-run factor (Holm over the two-way terms; "
+            f"minimum size {v.family_min_interaction}, RMS over cells)."
+        ),
+        "",
+    ]
+    table = tables.get("reader_families")
+    missing = missing_table(tables, "reader_families")
+    if missing:
+        return "\n".join(lines + [missing])
+    shown = table[table["kind"].isin(["accuracy", "drop"])]
+    lines += [
+        "| dataset | reader | response | mean | 95% CI | p | Holm p | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in shown.iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['reader_family']} | {r['response']} | {num(r['estimate'])} "
+            f"| {num(r['ci_low'])} to {num(r['ci_high'])} | {pnum(r['p'])} | "
+            f"{pnum(r['p_holm'])} | {int(r['n_seeds'])} |"
+        )
+    flow = table[table["kind"] == "tokenflow"]
+    if not flow.empty:
+        lines += [
+            "",
+            (
+                "Token-flow analogue: kNN class consistency of each fresh reader's "
+                "representation at its depths (0 = its input; then, for the transformer, "
+                "projection and blocks; for the MLP its hidden layers; for the set reader the "
+                "pooled per-token features and the head's hidden layer):"
+            ),
+            "",
+            "| dataset | reader | "
+            + " | ".join(f"depth {c.split('__')[-1]}" for c in dict.fromkeys(flow["response"]))
+            + " |",
+            "|---|---|" + "---|" * len(dict.fromkeys(flow["response"])),
+        ]
+        for (name, reader), part in flow.groupby(["dataset", "reader_family"], sort=False):
+            values = part.set_index("response")["estimate"]
+            cells = [num(values.get(c)) for c in dict.fromkeys(flow["response"])]
+            lines.append(f"| {name} | {reader} | " + " | ".join(cells) + " |")
+    anova = tables.get("anova")
+    fam = _rows(anova, response="fresh_drop_bias_shuffle") if anova is not None else pd.DataFrame()
+    if not fam.empty:
+        sig = fam[fam["p_holm"].map(is_num) & (fam["p_holm"] < v.alpha)]
+        terms = "; ".join(term_text(r) for _, r in sig.iterrows()) or "none"
+        lines += [
+            "",
+            (
+                "ANOVA of the fresh readers' bias_shuffle drop with reader_family as a "
+                f"within-run factor, terms with Holm p below {v.alpha}: {terms}."
+            ),
+        ]
+    lines.append("")
+    for name in dataset_names(ds):
+        lines += verdict_block(tables, name, "routing_reader_dependent")
+    return "\n".join(lines)

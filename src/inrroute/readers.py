@@ -25,6 +25,7 @@ invariance); the transformer keeps its own learned base and modulation scale.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -58,7 +59,7 @@ class MLPReader(nn.Module):
         self.norm = Standardise(flat.mean(0), flat.std(0))
         dims = [flat.shape[1]] + [hidden] * n_hidden
         self.hidden = nn.ModuleList(
-            nn.Sequential(nn.Linear(a, b), nn.GELU()) for a, b in zip(dims[:-1], dims[1:])
+            nn.Sequential(nn.Linear(a, b), nn.GELU()) for a, b in itertools.pairwise(dims)
         )
         self.head = nn.Linear(dims[-1], n_classes)
 

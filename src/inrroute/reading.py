@@ -152,7 +152,7 @@ def family_dataset(
     start = time.perf_counter()
     reader = train_fresh_reader(model, cfg, *train, model.spec.seed, device, family)
     seconds = time.perf_counter() - start
-    (xte, yte), labels = test, test[1].numpy()
+    xte, labels = test[0], test[1].numpy()
     ds = accuracy_dataset(predict(reader, xte, device), labels, model.spec.n_classes)
     interv = intervention_dataset(
         reader, xte, labels, cfg.probes.intervention_draws, model.spec.seed, device
