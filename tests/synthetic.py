@@ -183,7 +183,7 @@ def _add_families(ds: xr.Dataset, families: list[str], extra: dict, rng) -> xr.D
         for i in range(1, len(families))
     ]
     acc = xr.concat(accs, dim=xr.DataArray(families, dims="reader_family", name="reader_family"))
-    acc = acc.where(ds["ran"])
+    acc = acc.where(ds["ran"]).transpose(*ref.dims, "reader_family")
     drops = xr.DataArray([_DROP[z] for z in INTERVENTIONS], dims="intervention",
                          coords={"intervention": list(INTERVENTIONS)})  # fmt: skip
     noise = xr.DataArray(0.005 * rng.normal(size=(*acc.shape, len(INTERVENTIONS))),

@@ -53,8 +53,9 @@ DOWNSTREAM = {"aggregate", "stats", "figures", "findings", "all"}
 @pytest.mark.parametrize(
     ("changes", "changed", "rerun"),
     [
-        # knn_k: the two stages that use it, and what depends on them; nothing else.
-        ({"probes": {"knn_k": 3}}, {"geometry", "tokenflow"}, DOWNSTREAM),
+        # knn_k: the stages that use it (the fresh readers' token flow too), and what
+        # depends on them; nothing else.
+        ({"probes": {"knn_k": 3}}, {"geometry", "tokenflow", "fresh_reader"}, DOWNSTREAM),
         # training.lr: from meta-training on (Snakemake names only the first reason, so the
         # fresh reader, which uses it too, shows its updated inputs).
         (

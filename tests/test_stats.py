@@ -242,3 +242,62 @@ def test_run_stats_tables_bh_and_output(tmp_path):
     assert list(back.columns) == stats.VERDICT_COLUMNS and len(back) == len(tables["verdicts"])
     with xr.open_dataset(tmp_path / "stats" / "anova.nc") as nc:
         assert nc.sizes["row"] == len(tables["anova"])
+
+
+# ------------------------------------------------------------ reader families (issue 15)
+
+
+def test_within_anova_matches_statsmodels_anovarm():
+    """The reader_family ANOVA (3 levels, within seed) is the univariate repeated-measures
+    F of statsmodels' AnovaRM, term by term; for binary factors it is anova_table's."""
+    from statsmodels.stats.anova import AnovaRM
+
+    rng = np.random.default_rng(3)
+    rows = [
+        {"seed": s, "route": r, "bias_route": b, "reader_family": f,
+         "_y": 0.5 * rng.normal() + 0.3 * r * (f == "mlp") + 0.1 * s}
+        for s in range(4) for r in (0, 1) for b in (0, 1) for f in ("deepsets", "mlp", "transformer")
+    ]  # fmt: skip
+    data = pd.DataFrame(rows)
+    data["_unit"] = data["seed"].astype(str)
+    factors = ["route", "bias_route", "reader_family"]
+    ours, size = stats.within_anova(data, factors)
+    ref = AnovaRM(data, "_y", "seed", within=factors).fit().anova_table
+    ref.index = [":".join(f"C({f})" for f in i.split(":")) for i in ref.index]
+    for r in ours:
+        np.testing.assert_allclose(r["F"], ref.loc[r["term"], "F Value"], rtol=1e-8)
+        np.testing.assert_allclose(r["p"], ref.loc[r["term"], "Pr > F"], rtol=1e-6)
+        assert r["df_error"] == ref.loc[r["term"], "Den DF"]
+    assert size["C(route):C(reader_family)"] > size["C(bias_route):C(reader_family)"]
+    # binary factors only: the study's ANOVA
+    sub = data[data["reader_family"] == "mlp"].assign(dataset="digits", cluster=0, dense_fit=0)
+    sub["y"] = sub["_y"]
+    table = stats.anova_table(sub, "y").set_index("term")
+    for r in stats.within_anova(sub, ["route", "bias_route"])[0]:
+        np.testing.assert_allclose(r["F"], table.loc[r["term"], "F"], rtol=1e-8)
+
+
+def test_summary_reader_family_dim_flows_into_the_frames():
+    ds = make_summary(families=("transformer", "mlp", "deepsets"), family_drop={"mlp": 0.1})
+    assert ds["fresh_reader_accuracy"].dims[-1] == "reader_family"
+    df = stats.summary_to_frame(ds)
+    # the trained-vs-fresh comparison keeps reading the fresh transformer
+    ref = ds["fresh_reader_accuracy"].sel(reader_family="transformer")
+    np.testing.assert_allclose(
+        np.sort(df["fresh_reader_accuracy"].to_numpy()), np.sort(ref.values.ravel())
+    )
+    ff = stats.family_frame(ds)
+    assert len(ff) == 3 * len(df)
+    assert list(dict.fromkeys(ff["reader_family"])) == ["transformer", "mlp", "deepsets"]
+    tables = stats.compute_all(ds, n_boot=0)
+    fam = tables["reader_families"]
+    assert set(fam["reader_family"]) == {"trained", "transformer", "mlp", "deepsets"}
+    row = fam[(fam["reader_family"] == "mlp") & (fam["response"] == "drop_bias_shuffle")]
+    assert float(row["estimate"].iloc[0]) == pytest.approx(0.35, abs=0.01)
+    assert fam.loc[fam["reader_family"] == "trained", "p"].isna().all()  # tested elsewhere
+    anova = tables["anova"]
+    assert {"fresh_accuracy", "fresh_drop_bias_shuffle"} <= set(anova["response"])
+    # a summary without families (older) still works, with no family rows
+    old = make_summary()
+    assert stats.family_frame(old).empty
+    assert stats.compute_all(old, n_boot=0)["reader_families"]["reader_family"].eq("trained").all()

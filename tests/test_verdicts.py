@@ -71,3 +71,41 @@ def test_judge_both_sides():
     assert stats.judge_equivalence(-0.005, 0.005, -0.008, 0.008, 0.01) == "yes"
     assert stats.judge_equivalence(0.02, 0.03, 0.015, 0.035, 0.01) == "no"
     assert stats.judge_equivalence(-0.02, 0.02, -0.03, 0.03, 0.01) == "inconclusive"
+
+
+# ------------------------------------------------------------ routing reader-dependent (issue 15)
+
+FAMILY_Q = ("routing_reader_dependent", "all")
+
+
+@pytest.mark.parametrize("gap,expected", [(0.04, "yes"), (0.0, "no")])
+def test_family_drop_gap_threshold(gap, expected):
+    # threshold and margin 0.02: a 0.04 gap is 'yes'; equal drops are equivalent ('no')
+    out = outcomes({"family_drop": gap})
+    assert out[(*FAMILY_Q, "drop_gap transformer - mlp")] == expected
+    assert out[(*FAMILY_Q, "drop_gap transformer - deepsets")] == "no"
+    assert out[(*FAMILY_Q, "verdict")] == expected
+
+
+def test_family_drop_gap_below_the_minimum_is_not_yes():
+    # significant (quiet seeds) but 0.01 < 0.02: not 'yes'; inside the margin: 'no'
+    out = outcomes({"family_drop": 0.01})
+    assert out[(*FAMILY_Q, "drop_gap transformer - mlp")] == "no"
+
+
+@pytest.mark.parametrize("size,expected", [(0.08, "yes"), (0.02, "inconclusive")])
+def test_factor_x_family_interaction_threshold(size, expected):
+    # bias_route x reader_family on deepsets' drop: RMS over cells = size * 0.236,
+    # 0.019 >= 0.01 ('yes'); 0.005 < 0.01 (not 'yes', and an F test cannot say 'no')
+    out = outcomes({"family_interaction": size})
+    assert out[(*FAMILY_Q, "factor_x_family_interaction")] == expected
+    if expected == "yes":
+        assert out[(*FAMILY_Q, "verdict")] == "yes"
+
+
+def test_one_family_gives_no_family_verdict():
+    ds = simulate_study(np.random.default_rng(0), **QUIET).isel(reader_family=[0])
+    v = stats.compute_all(ds, n_boot=0)["verdicts"]
+    assert not (v["question"] == "routing_reader_dependent").any() or set(
+        v.loc[v["question"] == "routing_reader_dependent", "outcome"]
+    ) <= {"inconclusive"}

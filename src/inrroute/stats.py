@@ -37,6 +37,16 @@ and the batch order, so every test here is a test across seeds.
   within each seed, t-tested across seeds. Geometry correlations are reported pooled
   and "within cells": on the residuals after the factors' main effects, fitted within
   each seed, so a metric that merely follows the cluster factor does not count.
+- **Reader families** (issue 15): fresh readers of several families (``reader_family``
+  dimension of the summary) are analysed in their own frame (:func:`family_frame`, one
+  row per run and family). Their ANOVA (:func:`family_anova`, rows of the ``anova``
+  table with responses ``fresh_*``) takes reader_family as a within-run factor beside
+  the study factors, seed and every term x seed random (:func:`within_anova`: the
+  univariate repeated-measures F, sphericity assumed for the family contrasts; equal to
+  statsmodels ``AnovaRM``); the study factor x reader_family interactions are the test
+  of reader dependence. ``reader_families`` describes accuracy, drops and token flow per
+  family, with the trained reader beside them. Everything single-family (the
+  trained-versus-fresh comparison, correlations) reads the ``transformer`` family.
 - **Multiplicity**: ``p_holm`` is Holm within a table (within one response and scope for
   the ANOVA), ``p_bh`` is Benjamini-Hochberg over every test the study reports.
 - **Verdicts** follow the pre-stated rules of config section ``verdicts`` (see
