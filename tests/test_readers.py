@@ -21,7 +21,7 @@ N_TRAIN, N_TEST = 400, 150
 CFG = from_mapping(
     {
         "model": {"width": 16, "depth": 2, "inner_steps": 2},
-        "reader": {"dim": 16, "depth": 1, "heads": 2},
+        "reader": {"dim": 16, "depth": 2, "heads": 2},  # 4 depths; the others have 3
         "training": {"epochs": 4, "batch_size": 32, "lr": 0.003},
         "probes": {"knn_k": 5, "intervention_draws": 2, "fresh_reader_epochs": 10},
     }
@@ -92,6 +92,8 @@ def test_fresh_reader_dataset_has_every_family(fitted):
     assert str(names.sel(reader_family="mlp", reader_depth=0).values) == "input"
     # every family has a finite value where it has a depth, NaN where it has none
     assert (np.isfinite(tf.values) == (names.values != "")).all()
+    assert tf.sizes["reader_depth"] == 4  # the transformer's; mlp and deepsets have 3
+    assert np.isnan(tf.sel(reader_family="mlp", reader_depth=3))
     # the transformer family is today's fresh reader, unchanged
     from inrroute.fitting import tokens_of
     from inrroute.reading import predict

@@ -17,7 +17,8 @@ analogue (kNN consistency per depth) apply to every family alike.
 
 A new family is one ``FAMILIES`` entry (a builder) here and its name in the schema's
 ``probes.reader_families`` enum. Hidden sizes follow the reader's ``dim`` (of the spec the
-fresh transformer uses), so every family scales with the configured reader. The MLP and
+fresh transformer uses; 64 in the default study), so every family scales with the
+configured reader; both are far cheaper than the transformer (issue 15's cost rule). The MLP and
 the set reader standardise their input with statistics of the train split (per token
 feature for the MLP; per feature over all tokens for the set reader, which keeps the
 invariance); the transformer keeps its own learned base and modulation scale.
@@ -128,7 +129,7 @@ def _transformer(spec: ModelSpec, reader: ReaderConfig | None, train_tokens: Ten
 
 
 def _mlp(spec: ModelSpec, reader: ReaderConfig | None, train_tokens: Tensor) -> nn.Module:
-    return MLPReader(train_tokens, spec.n_classes, hidden=2 * (reader or spec.reader).dim)
+    return MLPReader(train_tokens, spec.n_classes, hidden=(reader or spec.reader).dim)
 
 
 def _deepsets(spec: ModelSpec, reader: ReaderConfig | None, train_tokens: Tensor) -> nn.Module:

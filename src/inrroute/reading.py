@@ -23,7 +23,7 @@ from .readers import build_family
 from .study import FRESH_REFERENCE_FAMILY, READER_FAMILIES
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     reader: Reader, tokens: torch.Tensor, device: torch.device, batch: int = 1024
 ) -> np.ndarray:
@@ -202,6 +202,7 @@ def run_fresh_reader(
     families = list(cfg.probes.reader_families)
     parts = [family_dataset(model, cfg, f, train, test, device) for f in families]
     depth = max(p.sizes["reader_depth"] for p in parts)
+    parts = [p.assign_coords(reader_depth=np.arange(p.sizes["reader_depth"])) for p in parts]
     parts = [
         p.reindex(reader_depth=np.arange(depth)).assign(
             reader_depth_name=p["reader_depth_name"]
