@@ -18,6 +18,15 @@ def test_schema_datasets_are_the_vocabulary():
     assert props["caps"]["propertyNames"]["enum"] == list(study.DATASETS)
 
 
+def test_schema_reader_families_are_the_vocabulary():
+    prop = load_schema()["properties"]["probes"]["properties"]["reader_families"]
+    assert prop["items"]["enum"] == list(study.READER_FAMILIES)
+    assert prop["default"] == list(study.READER_FAMILIES)
+    assert "probes.reader_families" in study.RULE_CONFIG["fresh_reader"]
+    with pytest.raises(ConfigError, match="reader_families"):
+        from_mapping({"probes": {"reader_families": ["mlp", "resnet"]}})
+
+
 def test_schema_pattern_admits_every_combination_and_the_package_checks_them_exactly():
     pattern = load_schema()["properties"]["combinations"]["items"]["pattern"]
     for name in (*study.ALL_COMBINATION_NAMES, "all"):
