@@ -407,7 +407,7 @@ def test_nonfinite_mid_run_names_quantity_epoch_step_and_keeps_checkpoint(
             if fault == "nan_loss":
                 out.loss = out.loss * float("nan")
             else:
-                out.loss = _InfGrad.apply(out.loss)
+                out.objective = _InfGrad.apply(out.objective)  # what backward() differentiates
         return out
 
     monkeypatch.setattr(training, "training_step", flaky_step)

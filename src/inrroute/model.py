@@ -222,8 +222,8 @@ def backward(model: MWT, out: StepOutput) -> None:
     alpha only (DESIGN 3). phi depends on the output layer through the inner loop, so one
     backward of the whole loss would also train the output layer towards clustering; the
     cluster term's gradient is therefore taken for theta and alpha alone."""
-    if out.cluster_term is None:
-        out.objective.backward()
+    if out.cluster_term is None or not out.cluster_term.requires_grad:
+        out.objective.backward()  # (no anchor with a positive in the batch: SupCon is 0)
         return
     targets = [*model.siren.theta, *model.alphas.parameters()]
     grads = torch.autograd.grad(out.cluster_term, targets, retain_graph=True, allow_unused=True)
