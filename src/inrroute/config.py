@@ -107,19 +107,8 @@ class StatsConfig:
     bootstrap: int = 1000
 
 
-@dataclass(frozen=True)
-class VerdictConfig:
-    """Thresholds of the pre-stated verdict rules (schema section ``verdicts``)."""
-
-    alpha: float = 0.05
-    power: float = 0.8
-    cluster_min_knn_effect: float = 0.02
-    cluster_min_accuracy_effect: float = 0.005
-    geometry_min_rho: float = 0.3
-    routing_min_rise: float = 0.3
-    bias_min_drop: float = 0.02
-    bias_equivalence_margin: float = 0.01
-    reader_min_gap: float = 0.01
+# Thresholds of the pre-stated verdict rules: defined by the schema's `verdicts` section.
+VerdictConfig = _section_class("VerdictConfig", "verdicts")
 
 
 @dataclass(frozen=True)
@@ -141,7 +130,7 @@ class StudyConfig:
     fit: FitConfig = FitConfig()
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
-    verdicts: VerdictConfig = VerdictConfig()
+    verdicts: VerdictConfig = field(default_factory=VerdictConfig)
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:

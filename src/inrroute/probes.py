@@ -111,17 +111,9 @@ def ncm_accuracy(
     return float(np.mean(classes[np.argmax(sim, axis=1)] == y_test))
 
 
-def linear_probe_accuracy(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    seed: int = 0,
-    max_iter: int = 200,
-    C: float = 1.0,
-) -> float:
-    """Test accuracy of the linear probe (see :func:`linear_probe`)."""
-    return linear_probe(x_train, y_train, x_test, y_test, seed, max_iter, C)[0]
+def linear_probe_accuracy(*args, **kwargs) -> float:
+    """Test accuracy of the linear probe (the arguments of :func:`linear_probe`)."""
+    return linear_probe(*args, **kwargs)[0]
 
 
 def linear_probe(
