@@ -92,10 +92,13 @@ FactorConfig = _section_class("FactorConfig", "factors")
 @dataclass(frozen=True)
 class FitConfig:
     batch_size: int = 512
+    train_images: int | None = None  # stratified train sample fitted per run; None = all
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    # geometry probes' stratified sample per split (None = all); see the schema
+    sample: dict[str, int | None] = field(default_factory=lambda: {"train": 10000, "test": 10000})
     knn_k: int = 10
     intervention_draws: int = 8
     fresh_reader_epochs: int = 10
@@ -320,6 +323,7 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
     k = cfg.probes.knn_k
     for name in cfg.datasets:
         n_test = cfg.cap(name, "test") or SPLIT_SIZES[name]["test"]
+        n_test = min(n_test, cfg.probes.sample["test"] or n_test)
         if k >= n_test:
             raise ConfigError(
                 f"config key 'probes.knn_k' has bad value {k}: the {name} test split has "

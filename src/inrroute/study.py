@@ -197,7 +197,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         help="geometry probes of the exposed phi -> geometry.nc",
         needs_model=False,
         gpu=False,
-        config=("probes.knn_k",),
+        config=("probes.knn_k", "probes.sample"),
         summary={
             "knn_consistency": SummaryVar(
                 "knn_consistency",
@@ -279,6 +279,7 @@ RUN_OUTPUTS: tuple[str, ...] = tuple(s.output for s in RUN_STAGES)
 # its Snakemake params); its outputs record them with those of their inputs (provenance).
 # Keys that only say where or how fast things run (results_dir, data_root, device,
 # batch_runs, threads, checkpoint_every, fit.batch_size) are not among them.
+# (fit.batch_size sets fitted.nc's chunking, not its values.)
 RULE_CONFIG: dict[str, tuple[str, ...]] = {
     "stage": ("caps.{dataset}", "stage_seed"),
     "meta_train": (
@@ -294,7 +295,7 @@ RULE_CONFIG: dict[str, tuple[str, ...]] = {
         "factors",
         "bf16",
     ),
-    "fit": (),
+    "fit": ("fit.train_images", "stage_seed"),
     **{s.rule: s.config for s in RUN_STAGES},
     "aggregate": (),
     "stats": ("stats", "verdicts"),
