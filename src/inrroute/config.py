@@ -98,7 +98,7 @@ class FitConfig:
 @dataclass(frozen=True)
 class ProbeConfig:
     # geometry probes' stratified sample per split (None = all); see the schema
-    sample: dict[str, int | None] = field(default_factory=lambda: {"train": 10000, "test": 10000})
+    sample: dict[str, int | None] = field(default_factory=lambda: {"train": 5000, "test": 5000})
     knn_k: int = 10
     intervention_draws: int = 8
     fresh_reader_epochs: int = 10
@@ -145,6 +145,9 @@ class StudyConfig:
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
     verdicts: VerdictConfig = VerdictConfig()
+    # the site's limits per job (set by the site profile, profiles/slurm): no retry asks more
+    max_runtime: int | None = None
+    max_mem_mb: int | None = None
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:
@@ -270,6 +273,8 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         probes=ProbeConfig(**d["probes"]),
         stats=StatsConfig(**d["stats"]),
         verdicts=VerdictConfig(**d["verdicts"]),
+        max_runtime=d["max_runtime"],
+        max_mem_mb=d["max_mem_mb"],
     )
     _check_cross_fields(cfg)
     return cfg

@@ -115,14 +115,15 @@ class DatasetInfo:
     train: int
     test: int
     download: bool  # needs a network download (staged on a login node)
+    pixels: int = 784  # values per image (channels x height x width), for the cost model
 
 
 DATASETS: dict[str, DatasetInfo] = {
     # data.load_digits_raw's stratified 75/25 split of scikit-learn's 1,797 images
-    "digits": DatasetInfo(train=1347, test=450, download=False),
-    "fashion_mnist": DatasetInfo(train=60000, test=10000, download=False),
-    "mnist": DatasetInfo(train=60000, test=10000, download=True),
-    "cifar10": DatasetInfo(train=50000, test=10000, download=True),
+    "digits": DatasetInfo(train=1347, test=450, download=False, pixels=64),
+    "fashion_mnist": DatasetInfo(train=60000, test=10000, download=False, pixels=784),
+    "mnist": DatasetInfo(train=60000, test=10000, download=True, pixels=784),
+    "cifar10": DatasetInfo(train=50000, test=10000, download=True, pixels=3072),
 }
 SPLITS = ("train", "test")
 
