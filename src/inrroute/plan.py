@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .config import StudyConfig
-from .study import DATASETS, GPU_RULES, RUN_STAGES
+from .study import DATASETS, GPU_RULES, RUN_STAGES, parse_combination
 
 COSTS_PATH = Path(__file__).with_name("costs.yaml")
 MB = 1e6
@@ -91,10 +91,20 @@ def _fresh_epochs(cfg: StudyConfig) -> int:
     return epochs() if callable(epochs) else (cfg.probes.fresh_reader_epochs or cfg.training.epochs)
 
 
-def run_cost(cfg: StudyConfig, rule: str, dataset: str, costs: dict | None = None) -> dict:
-    """CPU seconds, peak MB and disk bytes of one run of ``rule`` on ``dataset``; peak MB
-    also for a GPU device (where batch activations live on the GPU, not in RSS)."""
+def _dense(cfg: StudyConfig, combo: str | None) -> bool:
+    """Whether the run (or, without one, any run of the config) fits with dense_fit."""
+    names = [combo] if combo else cfg.combination_names()
+    return any(parse_combination(n)["dense_fit"] for n in names)
+
+
+def run_cost(
+    cfg: StudyConfig, rule: str, dataset: str, costs: dict | None = None, combo: str | None = None
+) -> dict:
+    """CPU seconds, peak MB and disk bytes of one run of ``rule`` on ``dataset`` (the worst
+    combination of the config unless ``combo``); peak MB also for a GPU device (where
+    batch activations live on the GPU, not in RSS)."""
     c = costs or load_costs()
+    dense = _dense(cfg, combo)
     k = c["constants"]
     z = Sizes.of(cfg, dataset)
     siren, reader, phi_scale = _scales(cfg, c["reference"])
@@ -108,7 +118,11 @@ def run_cost(cfg: StudyConfig, rule: str, dataset: str, costs: dict | None = Non
     if rule == "meta_train":
         seconds = cfg.training.epochs * z.train * (k["siren_train_s_per_kpixel"] * px * siren + k["reader_train_s_per_image"] * reader)  # fmt: skip
         mem = fixed + z.train * z.pixels * 4 / MB
-        cpu_extra = cfg.training.batch_size * px * k["siren_train_mb_per_kpixel"] * siren
+        # dense_fit doubles the inner steps under create_graph: measured separately
+        per_kpx = k["dense_train_mb_per_kpixel" if dense else "siren_train_mb_per_kpixel"]
+        cpu_extra = cfg.training.batch_size * px * per_kpx * siren
+        if dense:
+            seconds *= cfg.factors.dense_multiplier
         disk = k["model_mb"] * max(reader, phi_scale) * 2 * MB  # model.pt + checkpoint.pt
     elif rule == "fit":
         seconds = n_fit * k["siren_fit_s_per_kpixel"] * px * siren
@@ -184,12 +198,15 @@ def on_gpu(cfg: StudyConfig, rule: str) -> bool:
     return rule in GPU_RULES and cfg.device != "cpu"
 
 
-def job_cost(cfg: StudyConfig, rule: str, dataset: str | None, costs: dict) -> tuple[float, float]:
-    """(wall seconds, peak MB) of one job of ``rule`` (the worst dataset when None)."""
+def job_cost(
+    cfg: StudyConfig, rule: str, dataset: str | None, costs: dict, combo: str | None = None
+) -> tuple[float, float]:
+    """(wall seconds, peak MB) of one job of ``rule`` (the worst dataset and combination
+    when None)."""
     k = costs["constants"]
     worst = (0.0, 0.0)
     for name in [dataset] if dataset else cfg.datasets:
-        c = run_cost(cfg, rule, name, costs)
+        c = run_cost(cfg, rule, name, costs, combo)
         gpu = on_gpu(cfg, rule)
         n = 1 if rule == "meta_train" or rule in STUDY_RULES + DATASET_RULES else runs_per_job(cfg)
         seconds = k["startup_s"] + n * c["seconds"] / (costs["gpu_speedup"] if gpu else 1.0)
@@ -226,13 +243,18 @@ def plan(
 
 
 def request(
-    cfg: StudyConfig, rule: str, attempt: int, dataset: str | None = None, costs: dict | None = None
+    cfg: StudyConfig,
+    rule: str,
+    attempt: int,
+    dataset: str | None = None,
+    costs: dict | None = None,
+    combo: str | None = None,
 ) -> tuple[int, int]:
     """(mem_mb, runtime in minutes) one Slurm job of ``rule`` asks for on ``attempt``: the
     plan's peak and time with a margin, doubled per retry, never above the site's caps
     (config keys max_mem_mb, max_runtime, set by the site profile)."""
     costs = costs or load_costs()
-    seconds, mem = job_cost(cfg, rule, dataset, costs)
+    seconds, mem = job_cost(cfg, rule, dataset, costs, combo)
     margin = costs["margin"]
     mem_mb = max(margin["min_mem_mb"], math.ceil(mem * margin["mem"] / 100) * 100)
     runtime = max(margin["min_runtime"], math.ceil(seconds * margin["runtime"] / 60))

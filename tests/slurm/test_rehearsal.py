@@ -55,15 +55,16 @@ def rehearsal(tmp_path_factory):
 
 
 def measured(wd) -> pd.DataFrame:
-    """rule, dataset (or None), max_rss (MB) of every benchmark file of the rehearsal."""
+    """rule, dataset, combination ("" where none), max_rss (MB) of every benchmark file."""
     cfg = load_config(wd / CONFIG)
     root = wd / cfg.results_dir / "benchmarks"
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         parts = tsv.relative_to(root).with_suffix("").parts
-        dataset = next((p for p in parts[1:] if p in cfg.datasets), None)
+        dataset = next((p for p in parts[1:] if p in cfg.datasets), "")
+        combo = next((p for p in parts[1:] if p in cfg.combination_names()), "")
         rss = float(pd.read_csv(tsv, sep="\t")["max_rss"].iloc[-1])
-        rows.append({"rule": parts[0], "dataset": dataset, "max_rss": rss})
+        rows.append({"rule": parts[0], "dataset": dataset, "combo": combo, "max_rss": rss})
     return pd.DataFrame(rows)
 
 
@@ -74,9 +75,10 @@ def test_peak_rss_matches_the_plan(rehearsal):
     assert set(GPU_RULES) | {"geometry", "stage"} <= set(table["rule"])
     lines, off = [], []
     for row in table.itertuples():
-        _, predicted = plan.job_cost(cfg, row.rule, row.dataset, costs)
+        dataset, combo = row.dataset or None, row.combo or None
+        _, predicted = plan.job_cost(cfg, row.rule, dataset, costs, combo)
         ratio = row.max_rss / predicted
-        lines.append(f"{row.rule:<14} {row.dataset or '-':<14} measured {row.max_rss:7.0f} MB"
+        lines.append(f"{row.rule:<14} {dataset or '-':<14} measured {row.max_rss:7.0f} MB"
                      f"  plan {predicted:7.0f} MB  ratio {ratio:.2f}")  # fmt: skip
         if abs(ratio - 1) > TOLERANCE:
             off.append(lines[-1])

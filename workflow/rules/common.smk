@@ -87,7 +87,8 @@ def planned(rule):
     def get(which):
         def value(wildcards, attempt):
             dataset = getattr(wildcards, "dataset", None)
-            return plan.request(STUDY, rule, attempt, dataset)[which]
+            combo = getattr(wildcards, "combo", None)
+            return plan.request(STUDY, rule, attempt, dataset, combo=combo)[which]
 
         return value
 
