@@ -83,6 +83,7 @@ CHECKS: dict[str, object] = {
     "mkdir -p logs/slurm && sbatch workflow/submit.sbatch --configfile config/paper.yaml": (
         COVERED("tests/slurm/test_workflow_on_slurm.py::test_controller_as_batch_job")
     ),
+    "inrroute plan --config FILE": FILL("inrroute plan --config config/paper.yaml"),
     "bash scripts/lock.sh": RUN,
     "bash tests/slurm/up.sh": COVERED(".ci/run"),  # root, daemons; the CI brings Slurm up
     # Catalog files

@@ -92,10 +92,13 @@ FactorConfig = _section_class("FactorConfig", "factors")
 @dataclass(frozen=True)
 class FitConfig:
     batch_size: int = 512
+    train_images: int | None = None  # stratified train sample fitted per run; None = all
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    # geometry probes' stratified sample per split (None = all); see the schema
+    sample: dict[str, int | None] = field(default_factory=lambda: {"train": 5000, "test": 5000})
     knn_k: int = 10
     intervention_draws: int = 8
     fresh_reader_epochs: int | None = None  # None: training.epochs
@@ -131,6 +134,9 @@ class StudyConfig:
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
+    # the site's limits per job (set by the site profile, profiles/slurm): no retry asks more
+    max_runtime: int | None = None
+    max_mem_mb: int | None = None
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:
@@ -260,6 +266,8 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         probes=ProbeConfig(**d["probes"]),
         stats=StatsConfig(**d["stats"]),
         verdicts=VerdictConfig(**d["verdicts"]),
+        max_runtime=d["max_runtime"],
+        max_mem_mb=d["max_mem_mb"],
     )
     _check_cross_fields(cfg)
     return cfg
@@ -313,6 +321,7 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
     k = cfg.probes.knn_k
     for name in cfg.datasets:
         n_test = cfg.cap(name, "test") or SPLIT_SIZES[name]["test"]
+        n_test = min(n_test, cfg.probes.sample["test"] or n_test)
         if k >= n_test:
             raise ConfigError(
                 f"config key 'probes.knn_k' has bad value {k}: the {name} test split has "
