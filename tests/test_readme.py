@@ -61,6 +61,7 @@ CHECKS: dict[str, object] = {
     "inrroute read / geometry / fresh-reader / tokenflow / interventions": HELP,
     "inrroute aggregate": HELP,
     "python scripts/refusal_table.py --write": RUN,
+    "bash scripts/docs_figures.sh": COVERED("the default study's docs/ files, committed"),
     "inrroute provenance FILE": COVERED(
         "tests/test_provenance.py::test_every_output_says_what_made_it"
     ),
