@@ -74,8 +74,7 @@ def stage_runs(
     """One per-run stage (study.RUN_STAGES) over every run of the job."""
     module = importlib.import_module(f"inrroute.{stage.module}")
     run_stage = getattr(module, f"run_{stage.rule}")
-    # geometry runs on numpy and scikit-learn only: no torch start-up, no device
-    device = device_of(cfg) if stage.needs_model or stage.gpu else None
+    device = device_of(cfg) if stage.uses_torch else None  # no torch start-up otherwise
     for model_path, fitted_path, out in paired(models or [None] * len(outs), fitteds, outs):
         start = time.perf_counter()
         # opened lazily: each stage reads the split(s) it needs in blocks (io.fitted_split)

@@ -125,7 +125,7 @@ def per_run_command(stage: RunStage) -> None:
     def cmd(args):
         from .batch import stage_runs
 
-        cfg = _setup(args, torch=stage.needs_model or stage.gpu)
+        cfg = _setup(args, torch=stage.uses_torch)
         stage_runs(stage, cfg, getattr(args, "model", None), args.fitted, args.out)
 
     model = [many("--model", "trained model.pt")] if stage.needs_model else []

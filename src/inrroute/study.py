@@ -167,13 +167,17 @@ class RunStage:
     help: str
     needs_model: bool = True
     gpu: bool = True
-    minutes_per_run: int = 15  # local runtime budget per run (grows with retries)
     summary: dict[str, SummaryVar] = dataclasses.field(default_factory=dict)
     config: tuple[str, ...] = ()  # config keys its results depend on (see RULE_CONFIG)
 
     @property
     def command(self) -> str:
         return self.rule.replace("_", "-")
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether the stage needs torch and a device (geometry: numpy and scikit-learn)."""
+        return self.needs_model or self.gpu
 
 
 RUN_STAGES: tuple[RunStage, ...] = (
@@ -235,7 +239,6 @@ RUN_STAGES: tuple[RunStage, ...] = (
         output="fresh_reader.nc",
         module="reading",
         help="train a fresh reader on frozen train phi -> fresh_reader.nc",
-        minutes_per_run=60,
         config=(
             "probes.fresh_reader_epochs",
             "training.epochs",

@@ -1,7 +1,6 @@
 # Shared names, all derived from the package's vocabulary (inrroute.study) and the
 # validated config: run paths, per-rule config params, batching, resources.
 import hashlib
-import math
 
 import yaml
 from inrroute import plan, study
@@ -70,7 +69,6 @@ if STUDY.batch_runs == "dataset":
     BATCH, BATCH_RUNS = "{dataset}", {"seed": SEEDS, "combo": COMBOS}
 else:
     BATCH, BATCH_RUNS = "{dataset}/{combo}", {"seed": SEEDS}
-RUNS_PER_JOB = math.prod(len(values) for values in BATCH_RUNS.values())
 
 
 def batch_files(name):
