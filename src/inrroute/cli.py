@@ -191,7 +191,7 @@ def cmd_reconstructions(args):
     model, staged = load_model(args.model), _read(args.data, "stage")
     images, recon, labels, scores = reconstruct_examples(model, staged, args.count)
     title = (
-        f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), "
+        f"{staged.attrs['dataset']}: test images and their SIREN fits, "
         f"{model.spec.combination} seed {model.spec.seed}"
     )
     save_figure(reconstructions_figure(images, recon, labels, scores, title), args.out)
