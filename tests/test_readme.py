@@ -61,7 +61,9 @@ CHECKS: dict[str, object] = {
     "inrroute read / geometry / fresh-reader / tokenflow / interventions": HELP,
     "inrroute aggregate": HELP,
     "python scripts/refusal_table.py --write": RUN,
-    "bash scripts/docs_figures.sh": COVERED("the default study's docs/ files, committed"),
+    "bash scripts/docs_figures.sh": COVERED(
+        "tests/test_workflow.py::test_docs_figures_copies_a_studys_headline_results"
+    ),
     "inrroute provenance FILE": COVERED(
         "tests/test_provenance.py::test_every_output_says_what_made_it"
     ),
