@@ -59,15 +59,18 @@ _ATTRS = {
 Effect = Callable[..., float | Mapping[str, float]]
 
 
-def _combo_list(combos: str | Iterable[Sequence[int]]) -> list[tuple[int, int, int, int]]:
+def _combo_list(combos: str | Iterable[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Combinations as level tuples in FACTORS order (all of them for "all")."""
+    n = len(FACTORS)
     if isinstance(combos, str):
         if combos != "all":
-            raise ValueError(f"combos={combos!r}: expected 'all' or a list of (c, r, b, d)")
-        return list(itertools.product((0, 1), repeat=4))
-    out = [tuple(int(v) for v in c) for c in combos]
+            raise ValueError(f"combos={combos!r}: expected 'all' or a list of level tuples")
+        return list(itertools.product((0, 1), repeat=n))
+    # A tuple naming the first factors only leaves the others at 0 (the baseline level).
+    out = [tuple(int(v) for v in c) + (0,) * (n - len(c)) for c in combos]
     for c in out:
-        if len(c) != 4 or any(v not in (0, 1) for v in c):
-            raise ValueError(f"combination {c}: expected 4 values in {{0, 1}}")
+        if len(c) != n or any(v not in (0, 1) for v in c):
+            raise ValueError(f"combination {c}: expected {n} values in {{0, 1}}")
     if not out:
         raise ValueError("combos is empty: expected at least one (c, r, b, d)")
     return out  # type: ignore[return-value]
@@ -225,11 +228,12 @@ SIM_SCALARS = {  # variable -> base level
 def _random_part(rng, shape, sd_seed, sd_factor_seed, sd_run):
     """Seed main effect + factor x seed shifts (every factor) + run noise on the grid
     (seed, cluster, route, bias_route, dense_fit): the seed is the independent unit."""
-    n_seeds = shape[0]
-    out = sd_seed * rng.normal(size=(n_seeds, 1, 1, 1, 1)) + sd_run * rng.normal(size=shape)
-    for axis in range(1, 5):
-        sign = np.array([-1.0, 1.0]).reshape([2 if a == axis else 1 for a in range(5)])
-        shift = sd_factor_seed * rng.normal(size=(n_seeds, 1, 1, 1, 1))
+    n_seeds, ndim = shape[0], len(shape)
+    per_seed = (n_seeds, *(1,) * (ndim - 1))
+    out = sd_seed * rng.normal(size=per_seed) + sd_run * rng.normal(size=shape)
+    for axis in range(1, ndim):
+        sign = np.array([-1.0, 1.0]).reshape([2 if a == axis else 1 for a in range(ndim)])
+        shift = sd_factor_seed * rng.normal(size=per_seed)
         out = out + 0.5 * sign * shift
     return out
 
@@ -271,9 +275,11 @@ def simulate_study(
     random structure (a family x seed and family x factor x seed random effect each).
     """
     planted = dict(planted or {})
-    shape = (n_seeds, 2, 2, 2, 2)
-    grid = np.meshgrid(*(np.arange(2),) * 4, indexing="ij")
-    c, r, b, d = (g[None].astype(float) for g in grid)
+    shape = (n_seeds, *(2,) * len(FACTORS))
+    grid = np.meshgrid(*(np.arange(2),) * len(FACTORS), indexing="ij")
+    level = {f: g[None].astype(float) for f, g in zip(FACTORS, grid, strict=True)}
+    c, r, b = level["cluster"], level["route"], level["bias_route"]
+    all_on = np.prod(list(level.values()), axis=0)
 
     def noise(scale=1.0):
         return scale * _random_part(rng, shape, sd_seed, sd_factor_seed, sd_run)
@@ -282,9 +288,9 @@ def simulate_study(
     vals["psnr"] = SIM_SCALARS["psnr"] + noise(50.0)  # dB: a larger scale
     vals["knn_consistency"] = vals["knn_consistency"] + planted.get("cluster_knn", 0.0) * c
     vals["psnr"] = vals["psnr"] + planted.get("interaction_psnr", 0.0) * (c - 0.5) * (r - 0.5) * 2
-    vals["linear_probe_accuracy"] = vals["linear_probe_accuracy"] + planted.get(
-        "variant_probe", 0.0
-    ) * (c * r * b * d)
+    vals["linear_probe_accuracy"] = (
+        vals["linear_probe_accuracy"] + planted.get("variant_probe", 0.0) * all_on
+    )
     shared = planted.get("shared_ncm", 0.0) * rng.normal(size=shape)
     vals["reader_accuracy"] = vals["reader_accuracy"] + shared
     vals["ncm_accuracy"] = vals["ncm_accuracy"] + shared

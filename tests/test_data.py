@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from inrroute.data import stage, stratified_cap
 
@@ -47,3 +48,21 @@ def test_fashion_mnist_from_debian_files(tmp_path):
     ds = stage("fashion_mnist", tmp_path, 500, 100, seed=0)
     assert ds["images"].shape[1:] == (1, 28, 28)
     assert (ds["split"].values == "train").sum() == 500
+
+
+def test_validation_split_is_stratified_disjoint_and_from_train_only():
+    from inrroute.data import split_of, stage, validation_split
+
+    staged = stage("digits", "unused", None, None, seed=0)
+    train, test = split_of(staged, "train"), split_of(staged, "test")
+    fit, val = validation_split(train, 0.2, seed=0)
+    assert len(fit) + len(val) == len(train) and abs(len(val) - 0.2 * len(train)) <= 1
+    key = lambda s: {tuple(img.flatten().tolist()) for img in s.images}
+    assert not key(fit) & key(val)  # disjoint
+    assert key(val) <= key(train) and not key(val) & key(test)  # carved from train only
+    share = np.bincount(val.labels.numpy(), minlength=10) / len(val)
+    assert np.allclose(
+        share, np.bincount(train.labels.numpy(), minlength=10) / len(train), atol=0.01
+    )
+    again, _ = validation_split(train, 0.2, seed=0)
+    assert torch.equal(again.labels, fit.labels)  # deterministic for a seed

@@ -111,3 +111,16 @@ def test_one_family_is_enough(fitted):
                                                     "reader_families": ["mlp"]}})  # fmt: skip
     out = run_fresh_reader(model, ds, cfg, CPU)
     assert list(out["reader_family"].values) == ["mlp"]
+
+
+def test_the_cost_model_prices_every_family():
+    """Each family has a cost; the fresh_reader job's planned time grows with families."""
+    from inrroute import plan
+
+    costs = plan.load_costs()
+    assert set(costs["constants"]["reader_family_cost"]) == set(study.READER_FAMILIES)
+    one = from_mapping({**CFG.to_dict(), "probes": {**CFG.to_dict()["probes"],
+                                                    "reader_families": ["transformer"]}})  # fmt: skip
+    alone = plan.run_cost(one, "fresh_reader", "digits", costs)["seconds"]
+    every = plan.run_cost(CFG, "fresh_reader", "digits", costs)["seconds"]
+    assert alone < every < 2 * alone

@@ -61,6 +61,9 @@ CHECKS: dict[str, object] = {
     "inrroute read / geometry / fresh-reader / tokenflow / interventions": HELP,
     "inrroute aggregate": HELP,
     "python scripts/refusal_table.py --write": RUN,
+    "bash scripts/docs_figures.sh": COVERED(
+        "tests/test_workflow.py::test_docs_figures_copies_a_studys_headline_results"
+    ),
     "inrroute provenance FILE": COVERED(
         "tests/test_provenance.py::test_every_output_says_what_made_it"
     ),
@@ -83,6 +86,7 @@ CHECKS: dict[str, object] = {
     "mkdir -p logs/slurm && sbatch workflow/submit.sbatch --configfile config/paper.yaml": (
         COVERED("tests/slurm/test_workflow_on_slurm.py::test_controller_as_batch_job")
     ),
+    "inrroute plan --config FILE": FILL("inrroute plan --config config/paper.yaml"),
     "bash scripts/lock.sh": RUN,
     "bash tests/slurm/up.sh": COVERED(".ci/run"),  # root, daemons; the CI brings Slurm up
     # Catalog files

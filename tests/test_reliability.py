@@ -285,14 +285,12 @@ def trained(study):
                        training={"epochs": 1, "batch_size": 32})  # fmt: skip
     train_here(study, out, cfg, combo=BASELINE)
     from inrroute.config import load_config
-    from inrroute.fitting import run_fit
+    from inrroute.fitting import write_fitted
     from inrroute.model import load_model
 
     model = load_model(out / "model.pt")
-    write_netcdf(
-        run_fit(model, read_netcdf(study["data"]), load_config(cfg), torch.device("cpu"), False),
-        out / "fitted.nc",
-    )
+    staged = read_netcdf(study["data"])
+    write_fitted(model, staged, load_config(cfg), torch.device("cpu"), out / "fitted.nc", dict)
     return {"config": cfg, "model": out / "model.pt", "fitted": out / "fitted.nc"}
 
 

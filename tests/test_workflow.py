@@ -102,3 +102,19 @@ def test_smoke_report(smoke):
     assert res.returncode == 0, res.stderr[-3000:]
     html = (smoke / "report.html").read_text(errors="replace")
     assert "tokenflow.png" in html and "FINDINGS.md" in html
+
+
+@pytest.mark.slow
+def test_docs_figures_copies_a_studys_headline_results(smoke, tmp_path):
+    """scripts/docs_figures.sh, the README's command for docs/, on a finished study."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke, repo, ignore=shutil.ignore_patterns(".snakemake", "logs"))
+    res = run(["bash", "scripts/docs_figures.sh", "results/smoke"], repo)
+    assert res.returncode == 0, res.stderr
+    for name in ("tokenflow.png", "interventions.png"):
+        assert (repo / "docs" / name).read_bytes()[:4] == b"\x89PNG"
+    assert (repo / "docs" / "FINDINGS.md").read_text() == (
+        repo / "results" / "smoke" / "FINDINGS.md"
+    ).read_text()

@@ -30,6 +30,6 @@ def write_config(path: Path, results: Path, **changes) -> Path:
     """TINY with ``results_dir`` and ``changes`` (a dict value updates that section)."""
     data = {**TINY, "results_dir": str(results)}
     for key, value in changes.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

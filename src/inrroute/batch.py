@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from . import provenance as prov
 from .config import StudyConfig
-from .io import read_netcdf, write_netcdf
+from .io import open_netcdf, read_netcdf, write_netcdf
 from .study import RunStage
 
 log = logging.getLogger("inrroute")
@@ -38,24 +38,30 @@ def device_of(cfg: StudyConfig):
 def fit_runs(
     cfg: StudyConfig, models: Sequence[str], data: str, outs: Sequence[str], progress: bool
 ) -> None:
-    """fitted.nc of every run: each model fits every image of the staged dataset."""
-    from .fitting import run_fit
+    """fitted.nc of every run: each model fits the test images and the train sample
+    (fit.train_images) of the staged dataset, written batch by batch."""
+    import xarray as xr
+
+    from .fitting import write_fitted
     from .model import load_model
 
     device, staged = device_of(cfg), read_netcdf(data, remedy="Re-run the stage rule.")
     for path, out in paired(models, outs):
         start, model = time.perf_counter(), load_model(path, device)
+        inputs = [(path, prov.of_model(model)), (data, prov.of_attrs(staged.attrs))]
+        own = prov.rule_values(cfg, "fit")
+
+        def attrs(inputs=inputs, own=own, start=start) -> dict:
+            return prov.stamp(xr.Dataset(), "fit", own, inputs, device, start).attrs
+
         try:
-            ds = run_fit(model, staged, cfg, device, progress)
+            write_fitted(model, staged, cfg, device, out, attrs, progress)
         except FloatingPointError as exc:
             raise FloatingPointError(
                 f"{exc} (model {path}, data {data}); {out} was not written. Check the run's "
                 "train_log.csv, then re-run its meta_train rule with a lower training.lr or "
                 "model.alpha_init_high."
             ) from exc
-        inputs = [(path, prov.of_model(model)), (data, prov.of_attrs(staged.attrs))]
-        own = prov.rule_values(cfg, "fit")
-        write_netcdf(prov.stamp(ds, "fit", own, inputs, device, start), out)
 
 
 def stage_runs(
@@ -68,18 +74,18 @@ def stage_runs(
     """One per-run stage (study.RUN_STAGES) over every run of the job."""
     module = importlib.import_module(f"inrroute.{stage.module}")
     run_stage = getattr(module, f"run_{stage.rule}")
-    # geometry runs on numpy and scikit-learn only: no torch start-up, no device
-    device = device_of(cfg) if stage.needs_model or stage.gpu else None
+    device = device_of(cfg) if stage.uses_torch else None  # no torch start-up otherwise
     for model_path, fitted_path, out in paired(models or [None] * len(outs), fitteds, outs):
         start = time.perf_counter()
-        fitted = read_netcdf(fitted_path, remedy="Re-run the fit rule.")
-        inputs = [(fitted_path, prov.of_attrs(fitted.attrs))]
-        model = None
-        if stage.needs_model:
-            from .model import load_model  # torch: only for the stages that read the model
+        # opened lazily: each stage reads the split(s) it needs in blocks (io.fitted_split)
+        with open_netcdf(fitted_path, remedy="Re-run the fit rule.") as fitted:
+            inputs = [(fitted_path, prov.of_attrs(fitted.attrs))]
+            model = None
+            if stage.needs_model:
+                from .model import load_model  # torch: only for the stages that read the model
 
-            model = load_model(model_path, device)
-            inputs.append((model_path, prov.of_model(model)))
-        ds = run_stage(model, fitted, cfg, device)
+                model = load_model(model_path, device)
+                inputs.append((model_path, prov.of_model(model)))
+            ds = run_stage(model, fitted, cfg, device)
         own = prov.rule_values(cfg, stage.rule)
         write_netcdf(prov.stamp(ds, stage.rule, own, inputs, device or "cpu", start), out)

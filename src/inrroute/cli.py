@@ -1,9 +1,8 @@
 """Command line: one sub-command per workflow stage (``inrroute <stage> --help``).
 
-Each Snakemake rule calls exactly one of these, so every stage also runs by hand. A
-command parses its arguments, calls the stage module's ``run_<stage>``, stamps what made
-the output (provenance) and writes it atomically; errors.py maps expected failures to exit
-codes. The per-run stages after fitting are generated from ``study.RUN_STAGES``.
+Each Snakemake rule calls exactly one of these, so every stage also runs by hand. A command
+parses its arguments, calls ``run_<stage>`` (per-run stages: ``study.RUN_STAGES``), stamps
+what made the output and writes it atomically; errors.py maps failures to exit codes.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import plan
 from . import provenance as prov
 from .config import StudyConfig, load_config
 from .errors import exit_code
@@ -125,7 +125,7 @@ def per_run_command(stage: RunStage) -> None:
     def cmd(args):
         from .batch import stage_runs
 
-        cfg = _setup(args, torch=stage.needs_model or stage.gpu)
+        cfg = _setup(args, torch=stage.uses_torch)
         stage_runs(stage, cfg, getattr(args, "model", None), args.fitted, args.out)
 
     model = [many("--model", "trained model.pt")] if stage.needs_model else []
@@ -191,7 +191,7 @@ def cmd_reconstructions(args):
     model, staged = load_model(args.model), _read(args.data, "stage")
     images, recon, labels, scores = reconstruct_examples(model, staged, args.count)
     title = (
-        f"{staged.attrs['dataset']}: test images (left) and SIREN fits (right), "
+        f"{staged.attrs['dataset']}: test images and their SIREN fits, "
         f"{model.spec.combination} seed {model.spec.seed}"
     )
     save_figure(reconstructions_figure(images, recon, labels, scores, title), args.out)
@@ -205,6 +205,11 @@ def cmd_findings(args):
     cfg, summary = load_config(args.config), _read(args.summary, "aggregate")
     text = run_findings(summary, _tables(args.stats_dir), cfg)
     write_text(text.rstrip("\n") + "\n\n" + prov.markdown(summary.attrs), args.out)
+
+
+@command("plan", "jobs, GPU/CPU-hours, peak memory and disk per rule, before running", CONFIG)
+def cmd_plan(args):
+    print(plan.table(load_config(args.config)))
 
 
 @command("provenance", "print what made a results file", ("file", {"help": "a results file"}))

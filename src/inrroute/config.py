@@ -93,10 +93,13 @@ FactorConfig = _section_class("FactorConfig", "factors")
 @dataclass(frozen=True)
 class FitConfig:
     batch_size: int = 512
+    train_images: int | None = None  # stratified train sample fitted per run; None = all
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    # geometry probes' stratified sample per split (None = all); see the schema
+    sample: dict[str, int | None] = field(default_factory=lambda: {"train": 5000, "test": 5000})
     knn_k: int = 10
     intervention_draws: int = 8
     fresh_reader_epochs: int | None = None  # None: training.epochs
@@ -109,21 +112,8 @@ class StatsConfig:
     bootstrap: int = 1000
 
 
-@dataclass(frozen=True)
-class VerdictConfig:
-    """Thresholds of the pre-stated verdict rules (schema section ``verdicts``)."""
-
-    alpha: float = 0.05
-    power: float = 0.8
-    cluster_min_knn_effect: float = 0.02
-    cluster_min_accuracy_effect: float = 0.005
-    geometry_min_rho: float = 0.3
-    routing_min_rise: float = 0.3
-    bias_min_drop: float = 0.02
-    bias_equivalence_margin: float = 0.01
-    reader_min_gap: float = 0.01
-    family_min_drop_gap: float = 0.02
-    family_min_interaction: float = 0.01
+# Thresholds of the pre-stated verdict rules: defined by the schema's `verdicts` section.
+VerdictConfig = _section_class("VerdictConfig", "verdicts")
 
 
 @dataclass(frozen=True)
@@ -145,7 +135,10 @@ class StudyConfig:
     fit: FitConfig = FitConfig()
     probes: ProbeConfig = ProbeConfig()
     stats: StatsConfig = StatsConfig()
-    verdicts: VerdictConfig = VerdictConfig()
+    verdicts: VerdictConfig = field(default_factory=VerdictConfig)
+    # the site's limits per job (set by the site profile, profiles/slurm): no retry asks more
+    max_runtime: int | None = None
+    max_mem_mb: int | None = None
 
     def combination_names(self) -> list[str]:
         if "all" in self.combinations:
@@ -277,6 +270,8 @@ def from_mapping(raw: dict[str, Any] | None) -> StudyConfig:
         ),
         stats=StatsConfig(**d["stats"]),
         verdicts=VerdictConfig(**d["verdicts"]),
+        max_runtime=d["max_runtime"],
+        max_mem_mb=d["max_mem_mb"],
     )
     _check_cross_fields(cfg)
     return cfg
@@ -330,6 +325,7 @@ def _check_cross_fields(cfg: StudyConfig) -> None:
     k = cfg.probes.knn_k
     for name in cfg.datasets:
         n_test = cfg.cap(name, "test") or SPLIT_SIZES[name]["test"]
+        n_test = min(n_test, cfg.probes.sample["test"] or n_test)
         if k >= n_test:
             raise ConfigError(
                 f"config key 'probes.knn_k' has bad value {k}: the {name} test split has "

@@ -172,6 +172,24 @@ def split_of(staged: xr.Dataset, split: str) -> ImageSet:
     )
 
 
+def validation_split(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(fit, validation): a stratified ``fraction`` of a train split held out for model
+    selection, so sizes, epochs and learning rates are never chosen on the test split."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction {fraction}: expected a number in (0, 1)")
+    labels = train.labels.numpy()
+    fit_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
+    )
+    fit_idx, val_idx = np.sort(fit_idx), np.sort(val_idx)
+    return (
+        ImageSet(train.images[fit_idx], train.labels[fit_idx]),
+        ImageSet(train.images[val_idx], train.labels[val_idx]),
+    )
+
+
 def to_float(images: np.ndarray) -> torch.Tensor:
     """uint8 images -> float32 tensor in [-1, 1] (the SIREN's pixel targets)."""
     return torch.from_numpy(images.astype(np.float32)) / 127.5 - 1.0

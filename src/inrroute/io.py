@@ -8,6 +8,7 @@ path and renamed into place only when complete, so a killed job never leaves a t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -88,6 +89,18 @@ def read_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
     return _read_checked(path, "netCDF file", _load_netcdf, remedy)
 
 
+def open_netcdf(path: str | os.PathLike, remedy: str = "") -> xr.Dataset:
+    """Open a netCDF file lazily (nothing loaded until read; close it after use), or raise
+    InputError naming the file. For fitted.nc, whose phi is read split by split in blocks."""
+
+    def load(p: Path) -> xr.Dataset:
+        ds = xr.open_dataset(p, engine="netcdf4", cache=False)
+        ds["split"].values  # noqa: B018 -- a damaged file fails here, not in a stage
+        return ds
+
+    return _read_checked(path, "netCDF file", load, remedy)
+
+
 def read_netcdf_attrs(path: str | os.PathLike, remedy: str = "") -> dict[str, Any]:
     """The global attributes of a netCDF file, without loading its data."""
 
@@ -108,11 +121,57 @@ def read_csv(path: str | os.PathLike, remedy: str = "") -> pd.DataFrame:
     return _read_checked(path, "CSV file", pd.read_csv, remedy)
 
 
-def fitted_split(fitted: xr.Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens (n, layer * neuron, feature) and labels of one split of ``fitted.nc``."""
-    mask = fitted["split"].values == split
-    phi = fitted["phi"].values[mask]
-    return phi.reshape(len(phi), -1, phi.shape[-1]), fitted["label"].values[mask]
+# fitted.nc stores phi at half precision: float32 bit-rounded to PHI_BITS explicit
+# mantissa bits (float16's), which zlib compresses; stages hold it as float16 in memory
+# (README: Storage and memory at paper scale).
+PHI_BITS = 10
+PHI_DTYPE = np.float16
+READ_BLOCK = 1024  # samples read from fitted.nc at once (~135 MB at paper size)
+
+
+def stratified_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified sample of ``n`` of ``labels`` (all when n is None or
+    not below their count); reproducible for a seed."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    from sklearn.model_selection import train_test_split  # here: it costs seconds to import
+
+    idx, _ = train_test_split(
+        np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed
+    )
+    return np.sort(idx)
+
+
+def fitted_split(
+    fitted: xr.Dataset,
+    split: str,
+    sample: int | None = None,
+    seed: int = 0,
+    dtype: type = PHI_DTYPE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens (n, layer * neuron, feature) and labels of one split of ``fitted.nc``.
+
+    ``sample``: a stratified sample of that many (None = the whole split). phi is read in
+    blocks of whole chunks, so a lazily opened file (io.open_netcdf) never loads more than
+    the result plus one block; the result is ``dtype`` (float16 as stored by default).
+    """
+    index = np.flatnonzero(fitted["split"].values == split)
+    labels = fitted["label"].values[index]
+    keep = stratified_subset(labels, sample, seed)
+    index, labels = index[keep], labels[keep]
+    phi = fitted["phi"]
+    chunk = (phi.encoding.get("chunksizes") or (READ_BLOCK,))[0]
+    block = chunk * -(-READ_BLOCK // chunk)
+    out = np.empty((len(index), math.prod(phi.shape[1:-1]), phi.shape[-1]), dtype)
+    done = 0
+    first = index[0] // block * block if len(index) else 0
+    for lo in range(first, index[-1] + 1 if len(index) else 0, block):
+        rows = index[(index >= lo) & (index < lo + block)]
+        if len(rows):
+            values = phi[lo : rows[-1] + 1].values[rows - lo]
+            out[done : done + len(rows)] = values.reshape(len(rows), *out.shape[1:])
+            done += len(rows)
+    return out, labels
 
 
 # torch is imported where it is used, so stages without it (geometry, statistics,

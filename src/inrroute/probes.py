@@ -26,8 +26,12 @@ GEOMETRY_KEYS = GEOMETRY_METRICS  # the metrics geometry_metrics returns, in thi
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert a (features, labels) pair; raise ValueError naming the problem."""
-    x = np.asarray(x, dtype=np.float64)
+    """Validate and convert a (features, labels) pair; raise ValueError naming the problem.
+
+    Features stay float32 (float16 phi is widened to float32, never to float64: at paper
+    scale a split in float64 would not fit a job's memory); sums accumulate in float64."""
+    x = np.asarray(x)
+    x = x.astype(np.float32) if x.dtype == np.float16 or x.dtype.kind != "f" else x
     y = np.asarray(y)
     if x.ndim != 2:
         raise ValueError(f"{name} has shape {x.shape}: expected (n_samples, n_features)")
@@ -107,21 +111,13 @@ def ncm_accuracy(
     means = np.zeros((classes.size, x_train.shape[1]))
     np.add.at(means, y_idx, x_train)
     means /= np.bincount(y_idx)[:, None]
-    sim = _unit_rows(x_test) @ _unit_rows(means).T
+    sim = _unit_rows(x_test) @ _unit_rows(means).astype(x_test.dtype).T  # no float64 copy
     return float(np.mean(classes[np.argmax(sim, axis=1)] == y_test))
 
 
-def linear_probe_accuracy(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    seed: int = 0,
-    max_iter: int = 200,
-    C: float = 1.0,
-) -> float:
-    """Test accuracy of the linear probe (see :func:`linear_probe`)."""
-    return linear_probe(x_train, y_train, x_test, y_test, seed, max_iter, C)[0]
+def linear_probe_accuracy(*args, **kwargs) -> float:
+    """Test accuracy of the linear probe (the arguments of :func:`linear_probe`)."""
+    return linear_probe(*args, **kwargs)[0]
 
 
 def linear_probe(
@@ -191,7 +187,11 @@ def fisher_ratio(x: np.ndarray, y: np.ndarray) -> float:
     mu_c = sums / counts[:, None]
     mu = x.mean(axis=0)
     between = float(np.sum(counts * np.sum((mu_c - mu) ** 2, axis=1)))
-    within = float(np.sum((x - mu_c[y_idx]) ** 2))
+    # in row blocks: x - mu_c[y] at once would be a float64 copy of the whole split
+    within = sum(
+        float(np.sum((x[i : i + 1024] - mu_c[y_idx[i : i + 1024]]) ** 2))
+        for i in range(0, len(x), 1024)
+    )
     if within == 0.0:
         return float("nan") if between == 0.0 else float("inf")
     return between / within
@@ -224,13 +224,15 @@ def geometry_metrics(
 
 def run_geometry(model: None, fitted: xr.Dataset, cfg: StudyConfig, device: None) -> xr.Dataset:
     """geometry.nc of one run: the probes on the exposed phi (no model, no torch)."""
-    (xtr, ytr), (xte, yte) = fitted_split(fitted, "train"), fitted_split(fitted, "test")
+    seed, sample = int(fitted.attrs["seed"]), cfg.probes.sample
+    xtr, ytr = fitted_split(fitted, "train", sample["train"], seed, np.float32)
+    xte, yte = fitted_split(fitted, "test", sample["test"], seed, np.float32)
     metrics = geometry_metrics(
         xtr.reshape(len(xtr), -1),
         ytr,
         xte.reshape(len(xte), -1),
         yte,
         k=cfg.probes.knn_k,
-        seed=int(fitted.attrs["seed"]),
+        seed=seed,
     )
     return xr.Dataset({k: ((), v, {"units": "1"}) for k, v in metrics.items()})

@@ -115,14 +115,15 @@ class DatasetInfo:
     train: int
     test: int
     download: bool  # needs a network download (staged on a login node)
+    pixels: int = 784  # values per image (channels x height x width), for the cost model
 
 
 DATASETS: dict[str, DatasetInfo] = {
     # data.load_digits_raw's stratified 75/25 split of scikit-learn's 1,797 images
-    "digits": DatasetInfo(train=1347, test=450, download=False),
-    "fashion_mnist": DatasetInfo(train=60000, test=10000, download=False),
-    "mnist": DatasetInfo(train=60000, test=10000, download=True),
-    "cifar10": DatasetInfo(train=50000, test=10000, download=True),
+    "digits": DatasetInfo(train=1347, test=450, download=False, pixels=64),
+    "fashion_mnist": DatasetInfo(train=60000, test=10000, download=False, pixels=784),
+    "mnist": DatasetInfo(train=60000, test=10000, download=True, pixels=784),
+    "cifar10": DatasetInfo(train=50000, test=10000, download=True, pixels=3072),
 }
 SPLITS = ("train", "test")
 
@@ -170,13 +171,17 @@ class RunStage:
     help: str
     needs_model: bool = True
     gpu: bool = True
-    minutes_per_run: int = 15  # local runtime budget per run (grows with retries)
     summary: dict[str, SummaryVar] = dataclasses.field(default_factory=dict)
     config: tuple[str, ...] = ()  # config keys its results depend on (see RULE_CONFIG)
 
     @property
     def command(self) -> str:
         return self.rule.replace("_", "-")
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether the stage needs torch and a device (geometry: numpy and scikit-learn)."""
+        return self.needs_model or self.gpu
 
 
 RUN_STAGES: tuple[RunStage, ...] = (
@@ -202,7 +207,7 @@ RUN_STAGES: tuple[RunStage, ...] = (
         help="geometry probes of the exposed phi -> geometry.nc",
         needs_model=False,
         gpu=False,
-        config=("probes.knn_k",),
+        config=("probes.knn_k", "probes.sample"),
         summary={
             "knn_consistency": SummaryVar(
                 "knn_consistency",
@@ -241,7 +246,6 @@ RUN_STAGES: tuple[RunStage, ...] = (
             "train fresh readers of every family in probes.reader_families on frozen "
             "train phi; accuracy, bias interventions, token flow per family -> fresh_reader.nc"
         ),
-        minutes_per_run=60,
         config=(
             "probes.reader_families",
             "probes.intervention_draws",
@@ -309,6 +313,7 @@ RUN_OUTPUTS: tuple[str, ...] = tuple(s.output for s in RUN_STAGES)
 # its Snakemake params); its outputs record them with those of their inputs (provenance).
 # Keys that only say where or how fast things run (results_dir, data_root, device,
 # batch_runs, threads, checkpoint_every, fit.batch_size) are not among them.
+# (fit.batch_size sets fitted.nc's chunking, not its values.)
 RULE_CONFIG: dict[str, tuple[str, ...]] = {
     "stage": ("caps.{dataset}", "stage_seed"),
     "meta_train": (
@@ -324,7 +329,7 @@ RULE_CONFIG: dict[str, tuple[str, ...]] = {
         "factors",
         "bf16",
     ),
-    "fit": (),
+    "fit": ("fit.train_images", "stage_seed"),
     **{s.rule: s.config for s in RUN_STAGES},
     "aggregate": (),
     "stats": ("stats", "verdicts"),

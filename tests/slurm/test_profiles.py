@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from inrroute.study import GPU_RULES
 
@@ -38,10 +39,12 @@ VENV_BIN = Path(sys.executable).parent
 GROUPED_RULES = {"geometry", "aggregate", "stats", "figures"}
 # The keys the workflow profile may set: Snakemake merges profiles per top-level key with
 # the workflow profile last, so any other key here would silently override the site's.
-WORKFLOW_KEYS = {"set-resources", "groups", "group-components"}
+WORKFLOW_KEYS = {"set-threads", "set-resources", "groups", "group-components"}
 # Top-level keys allowed to differ between the two shipped site profiles.
 CI_ONLY = {"slurm-status-command", "slurm-init-seconds-before-status-checks"}
-SITE_ONLY = {"slurm-partition-config"}
+SITE_ONLY = {"slurm-partition-config", "slurm-efficiency-report"}
+# What the cost model (inrroute.plan) now sets and the frozen reference fixed per rule.
+PLANNED = re.compile(r"(--mem |-t |--cpus-per-task=)\S+")
 
 # A user's own site profile, as found on many clusters: executor (and how many jobs at
 # once, which Snakemake requires with it), account, partitions, and the width of one
@@ -87,9 +90,11 @@ def test_workflow_profile_holds_only_per_rule_settings(workflow):
     for rule, res in workflow["set-resources"].items():
         assert not {"slurm_partition", "slurm_account"} & set(res), rule  # the site's
         assert "slurm_extra" not in res, rule
-        # more memory and time on each retry
-        assert "attempt" in str(res["mem_mb"]) and "attempt" in str(res["runtime"]), rule
+        # memory and time come from the cost model through the rules, not from here
+        assert not {"mem_mb", "runtime"} & set(res), rule
+        assert res["cpus_per_task"] == "threads", rule  # CPUs booked = threads torch runs
     assert GROUPED_RULES <= set(workflow["groups"])
+    assert set(workflow["set-threads"]) == set(GPU_RULES)
 
 
 def test_gpu_rules_are_the_studys(workflow):
@@ -252,7 +257,10 @@ def test_site_profile_plus_workflow_profile_renders_the_same_sbatch_lines(repo, 
     assert set(GPU_RULES) | GROUPED_RULES <= rules
     partitions = read_partition_file(home / ".config" / "snakemake" / profile / "partitions.yaml")
     old, new = rendered(before, None), rendered(after, partitions)
-    differ = {k: (old[k], new[k]) for k in old if old[k] != new[k]}
+    # memory, time and CPUs now come from the plan and set-threads (tested below)
+    old = {k: PLANNED.sub(r"\1N", v) for k, v in old.items()}
+    masked = {k: PLANNED.sub(r"\1N", v) for k, v in new.items()}
+    differ = {k: (old[k], masked[k]) for k in old if old[k] != masked[k]}
     shown = list(differ.items())[:4]
     assert not differ, "\n".join(f"{k}:\n  before {a}\n  after  {b}" for k, (a, b) in shown)
     # The lines say what they should: GPU jobs on the GPU partition with one GPU.
@@ -269,13 +277,13 @@ def test_group_and_retry_settings_unchanged(home, workflow):
     ref = render(REFERENCE)
     assert workflow["groups"] == ref["groups"]
     assert workflow["group-components"] == ref["group-components"]
-    # Every rule's expressions as before (so attempts 2, 3 match too), minus the partition.
+    # Every rule's GPU as before; the CPUs it booked before are now its threads.
     for rule, res in ref["set-resources"].items():
-        expected = {k: v for k, v in res.items() if k != "slurm_partition"}
-        assert {**workflow["set-resources"][rule]} == {
-            "cpus_per_task": ref["default-resources"]["cpus_per_task"],
-            **expected,
-        }, rule
+        expected = {k: v for k, v in res.items() if k in ("gpu",)}
+        got = {k: v for k, v in workflow["set-resources"][rule].items() if k in ("gpu",)}
+        assert got == expected, rule
+        if isinstance(res.get("cpus_per_task"), int):
+            assert workflow["set-threads"][rule] == res["cpus_per_task"], rule
     cwd = os.getcwd()
     old_home = os.environ.get("HOME")
     try:
@@ -317,3 +325,26 @@ def test_snakemake_profile_slurm_as_typed(repo, tmp_path):
     assert r.returncode == 0, log[-4000:]
     assert "Using profiles slurm and workflow specific profile profiles/default" in log, log[:2000]
     assert re.search(r"meta_train\s+240\b", r.stdout), r.stdout[:3000]
+
+
+@pytest.mark.parametrize("config", ["config/paper.yaml", "config/rehearsal.yaml"])
+def test_no_attempt_asks_above_the_site_caps(site, config):
+    """mem_mb and runtime from the plan grow with each retry but stay within the site
+    profile's MAX_MEM_MB and MAX_RUNTIME (passed as config values)."""
+    from inrroute import plan
+    from inrroute.config import from_mapping
+
+    raw = yaml.safe_load((ROOT / config).read_text())
+    cfg = from_mapping({**raw, **site["config"]})
+    assert cfg.max_runtime == site["config"]["max_runtime"] > 0
+    rules = [r.rule for r in plan.plan(cfg)]
+    for rule in rules:
+        for dataset in cfg.datasets:
+            asks = [plan.request(cfg, rule, attempt, dataset) for attempt in (1, 2, 3, 4)]
+            assert asks[0][0] <= asks[1][0] and asks[0][1] <= asks[1][1], (rule, asks)
+            for mem, minutes in asks:
+                assert 0 < mem <= cfg.max_mem_mb and 0 < minutes <= cfg.max_runtime, rule
+    if config == "config/paper.yaml":  # without caps its retries would grow past them
+        free = from_mapping(raw)
+        assert plan.request(free, "meta_train", 5, cfg.datasets[0])[1] > cfg.max_runtime
+        assert plan.request(free, "geometry", 6, cfg.datasets[0])[0] > cfg.max_mem_mb

@@ -1,10 +1,9 @@
 # Shared names, all derived from the package's vocabulary (inrroute.study) and the
 # validated config: run paths, per-rule config params, batching, resources.
 import hashlib
-import math
 
 import yaml
-from inrroute import study
+from inrroute import plan, study
 from inrroute.config import from_mapping
 from inrroute.provenance import canonical, rule_values
 
@@ -70,7 +69,6 @@ if STUDY.batch_runs == "dataset":
     BATCH, BATCH_RUNS = "{dataset}", {"seed": SEEDS, "combo": COMBOS}
 else:
     BATCH, BATCH_RUNS = "{dataset}/{combo}", {"seed": SEEDS}
-RUNS_PER_JOB = math.prod(len(values) for values in BATCH_RUNS.values())
 
 
 def batch_files(name):
@@ -78,11 +76,18 @@ def batch_files(name):
     return expand(f"{RUN}/{name}", **BATCH_RUNS, allow_missing=True)
 
 
-def per_job(minutes):
-    """Runtime of a batched job: minutes per run, times its runs, growing with retries."""
-    return scaled(minutes * RUNS_PER_JOB)
+def planned(rule):
+    """mem_mb and runtime of a Slurm job of `rule` from the cost model (`inrroute plan`,
+    inrroute/plan.py) for this config and the job's dataset: the plan's peak and time with
+    a margin, doubled on each retry, never above the site's max_mem_mb / max_runtime
+    (profiles/slurm: MAX_MEM_MB, MAX_RUNTIME)."""
 
+    def get(which):
+        def value(wildcards, attempt):
+            dataset = getattr(wildcards, "dataset", None)
+            combo = getattr(wildcards, "combo", None)
+            return plan.request(STUDY, rule, attempt, dataset, combo=combo)[which]
 
-def scaled(base):
-    """A resource that grows with each retry (attempt 1, 2, ...)."""
-    return lambda wildcards, attempt: base * attempt
+        return value
+
+    return {"mem_mb": get(0), "runtime": get(1)}

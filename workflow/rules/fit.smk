@@ -10,11 +10,9 @@ rule fit:
         f"{RESULTS}/benchmarks/fit/{BATCH}.tsv"
     conda:
         ENV
-    threads: 1
     resources:
+        **planned("fit"),
         gpu=1,
-        mem_mb=scaled(4000),
-        runtime=per_job(30),
     params:
         config=config_of("fit"),
     shell:

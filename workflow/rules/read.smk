@@ -17,11 +17,9 @@ for stage in study.RUN_STAGES:
             f"{RESULTS}/benchmarks/{stage.rule}/{BATCH}.tsv"
         conda:
             ENV
-        threads: 1
         resources:
             **({"gpu": 1} if stage.gpu else {}),
-            mem_mb=scaled(4000),
-            runtime=per_job(stage.minutes_per_run),
+            **planned(stage.rule),
         params:
             config=config_of(stage.rule),
             # The shell text is evaluated when the job runs, after the loop has moved on,

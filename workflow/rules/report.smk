@@ -21,8 +21,7 @@ rule figures:
     conda:
         ENV
     resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(15),
+        **planned("figures"),
     params:
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
@@ -49,8 +48,7 @@ rule reconstructions:
     conda:
         ENV
     resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(15),
+        **planned("reconstructions"),
     params:
         config=config_of("reconstructions"),
     shell:
@@ -72,6 +70,8 @@ rule findings:
         "logs/findings.log",
     conda:
         ENV
+    resources:
+        **planned("findings"),
     params:
         config=config_of("findings"),
         stats_dir=lambda wildcards, input: os.path.dirname(input.stats[0]),

@@ -11,8 +11,7 @@ rule aggregate:
     conda:
         ENV
     resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(15),
+        **planned("aggregate"),
     params:
         config=config_of("aggregate"),
     shell:
@@ -36,8 +35,7 @@ rule stats:
     conda:
         ENV
     resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(30),
+        **planned("stats"),
     params:
         config=config_of("stats"),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),

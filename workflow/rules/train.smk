@@ -10,11 +10,9 @@ rule meta_train:
         f"{RESULTS}/benchmarks/meta_train/{{dataset}}/seed{{seed}}/{{combo}}.tsv"
     conda:
         ENV
-    threads: 1
     resources:
+        **planned("meta_train"),
         gpu=1,
-        mem_mb=scaled(4000),
-        runtime=scaled(60),
     params:
         config=config_of("meta_train"),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
