@@ -76,7 +76,8 @@ def _scales(cfg: StudyConfig, ref: dict[str, Any]) -> tuple[float, float, float]
         return width * width * (depth + 1) * steps
 
     def reader(tokens, dim, depth, mlp):
-        return tokens * dim * dim * depth * (4 + 2 * mlp)
+        # linear maps (qkv, out, MLP) plus attention's scores and mixing, per block
+        return depth * (tokens * dim * dim * (4 + 2 * mlp) + 2 * tokens * tokens * dim)
 
     s = siren(m.width, m.depth, m.inner_steps) / siren(ref["width"], ref["depth"], ref["inner_steps"])  # fmt: skip
     rd = reader(m.depth * m.width, r.dim, r.depth, r.mlp_ratio) / reader(
