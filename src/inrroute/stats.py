@@ -245,6 +245,12 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     responses = list(df.columns)
     df = df[_run_mask(ds).transpose(*GRID_DIMS).to_series().reindex(df.index)].reset_index()
+    _typed_keys(df)
+    return df[[*GRID_DIMS, "combination", *responses]].reset_index(drop=True)
+
+
+def _typed_keys(df: pd.DataFrame) -> None:
+    """In place: the grid keys as plain types and each run's combination name."""
     df["dataset"] = df["dataset"].astype(str)
     for key in ("seed", *FACTORS):
         df[key] = df[key].astype(int)
@@ -252,7 +258,6 @@ def summary_to_frame(ds: xr.Dataset) -> pd.DataFrame:
         combination_name(**dict(zip(FACTORS, row)))
         for row in df[list(FACTORS)].itertuples(index=False)
     ]
-    return df[[*GRID_DIMS, "combination", *responses]].reset_index(drop=True)
 
 
 def tokenflow_depths(df: pd.DataFrame) -> list[str]:
@@ -867,13 +872,7 @@ def family_frame(ds: xr.Dataset) -> pd.DataFrame:
     ran = _run_mask(ds).transpose(*GRID_DIMS).to_series()
     keep = ran.reindex(df.index.droplevel(FAMILY)).to_numpy(bool)
     df = df[keep & df["accuracy"].notna().to_numpy()].reset_index()
-    df["dataset"] = df["dataset"].astype(str)
-    for key in ("seed", *FACTORS):
-        df[key] = df[key].astype(int)
-    df["combination"] = [
-        combination_name(**dict(zip(FACTORS, row)))
-        for row in df[list(FACTORS)].itertuples(index=False)
-    ]
+    _typed_keys(df)
     order = {f: i for i, f in enumerate(READER_FAMILIES)}
     df["_order"] = df[FAMILY].map(lambda f: order.get(f, len(order)))
     df = df.sort_values(["_order", *GRID_DIMS], kind="stable").drop(columns="_order")
