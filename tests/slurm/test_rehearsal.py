@@ -54,7 +54,12 @@ def rehearsal(tmp_path_factory):
     return wd, log
 
 
-SAMPLED_AFTER_S = 1.0  # snakemake.benchmark samples the job's RSS every second at first
+# snakemake.benchmark samples a job's RSS once a second: a job under a second has no
+# sample, and one of a few seconds may miss its peak (the stage job measured 647 to
+# 1071 MB over four live runs). Sampling only ever under-reports, so an over-plan peak
+# always fails, an under-plan one only where the job ran long enough to be caught.
+SAMPLED_AFTER_S = 1.0
+WELL_SAMPLED_S = 10.0
 
 
 def measured(wd) -> pd.DataFrame:
@@ -88,7 +93,7 @@ def test_peak_rss_matches_the_plan(rehearsal):
         ratio = row.max_rss / predicted
         lines.append(f"{row.rule:<14} {dataset or '-':<14} measured {row.max_rss:7.0f} MB"
                      f"  plan {predicted:7.0f} MB  ratio {ratio:.2f}")  # fmt: skip
-        if abs(ratio - 1) > TOLERANCE:
+        if ratio > 1 + TOLERANCE or (ratio < 1 - TOLERANCE and row.seconds >= WELL_SAMPLED_S):
             off.append(lines[-1])
     print("\n".join(lines))
     assert not off, "peak RSS off the plan by more than 30 %:\n" + "\n".join(off)
