@@ -2,8 +2,11 @@
 
     python benchmarks/selection.py --candidates benchmarks/candidates_digits.yaml
     python benchmarks/selection.py --candidates FILE --seeds 0 1 2 --fraction 0.2
+    python benchmarks/selection.py --config config/fashion_study.yaml \
+        --candidates benchmarks/candidates_fashion.yaml --only n3000_e6 --threads 1
 
-Each candidate is a set of config changes laid over --config (default config/config.yaml).
+Each candidate is a set of config changes laid over --config, which is laid over
+config/config.yaml as the Snakefile does.
 For every candidate x combination x seed it meta-trains on the train split minus a
 stratified validation part (data.validation_split, seeded by stage_seed), fits the held-out
 images and scores the trained reader on them. It prints one Markdown row per candidate:
@@ -60,25 +63,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", help="run these candidates (one core each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = yaml.safe_load(Path(args.config).read_text())
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    base = merged(base, yaml.safe_load(Path(args.config).read_text()))
     spec = yaml.safe_load(Path(args.candidates).read_text())
+    unknown = set(args.only or ()) - set(spec["candidates"])
+    if unknown:
+        parser.error(f"--only {sorted(unknown)}: not candidates of {args.candidates}")
     print(f"Rule (stated before the runs): {spec['rule']}\n")
-    print("| candidate | changes | val. accuracy mean | min | s / run |")
-    print("|---|---|---|---|---|")
+    print("| candidate | changes | val. accuracy mean | min | s / run | CPU s / run | each run |")
+    print("|---|---|---|---|---|---|---|")
     for name, change in spec["candidates"].items():
+        if args.only and name not in args.only:
+            continue
         cfg = from_mapping(merged(base, change or {}))
-        accs, seconds = [], []
+        accs, seconds, cpu = [], [], []
         for combo in spec["combinations"]:
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as work:
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     accs.append(validation_accuracy(cfg, combo, seed, args.fraction, Path(work)))
                     seconds.append(time.perf_counter() - start)
+                    cpu.append(time.process_time() - start_cpu)
         print(
             f"| {name} | `{change or {}}` | {np.mean(accs):.4f} | {np.min(accs):.4f} "
-            f"| {np.mean(seconds):.1f} |",
+            f"| {np.mean(seconds):.1f} | {np.mean(cpu):.1f} | {' '.join(f'{a:.4f}' for a in accs)} |",
             flush=True,
         )
 

@@ -118,3 +118,31 @@ def test_docs_figures_copies_a_studys_headline_results(smoke, tmp_path):
     assert (repo / "docs" / "FINDINGS.md").read_text() == (
         repo / "results" / "smoke" / "FINDINGS.md"
     ).read_text()
+
+
+@pytest.mark.slow
+def test_fashion_study_config_runs_with_tiny_caps(tmp_path):
+    """config/fashion_study.yaml end to end at tiny caps (the full study is not in CI), so
+    that it cannot rot: its model, data and every stage on real 28 x 28 images."""
+    from conftest import copy_repo
+    from inrroute.data import DEBIAN_FASHION_MNIST
+
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    work = copy_repo(tmp_path / "repo")
+    (work / "tiny.yaml").write_text(
+        "seeds: [0, 1]\n"
+        "combinations: [cluster0_route0_biasroute0_densefit0, cluster1_route1_biasroute1_densefit1]\n"
+        "caps: {fashion_mnist: {train: 120, test: 60}}\n"
+        "training: {epochs: 1, checkpoint_every: 5}\n"
+        "probes: {knn_k: 5, intervention_draws: 2, fresh_reader_epochs: 1}\n"
+        "stats: {bootstrap: 50}\n"
+    )
+    config = ["--configfile", "config/fashion_study.yaml", "tiny.yaml"]
+    res = run(SNAKEMAKE + ["--profile", "profiles/local", *config, "--cores", "2"], work)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    results = work / "results" / "fashion_study"
+    ds = xr.open_dataset(results / "summary.nc")
+    assert list(ds["dataset"].values) == ["fashion_mnist"]
+    assert int(ds["reader_accuracy"].notnull().sum()) == 4  # 2 seeds x 2 combinations
+    assert "fashion_mnist" in (results / "FINDINGS.md").read_text()
