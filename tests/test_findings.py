@@ -80,3 +80,18 @@ def test_factor_term_helpers():
     assert not findings.is_factor_term("C(dataset)")
     assert findings.pnum(1e-6) == "< 0.0001" and findings.num(float("nan")) == "n/a"
     assert isinstance(findings.missing_table({"a": pd.DataFrame()}, "a"), str)
+
+
+def test_two_datasets_are_answered_each_and_pooled():
+    ds = make_summary(datasets=("digits", "fashion_mnist"), seeds=(0, 1, 2))
+    tables = stats.compute_all(ds, n_boot=0)
+    text = findings.findings_markdown(ds, tables)
+    pooled = tables["verdicts"][tables["verdicts"]["dataset"] == stats.POOLED]
+    assert not pooled.empty
+    for _, r in pooled.iterrows():
+        title = findings.QUESTION_TITLES.get(r["question"], r["question"])
+        assert f"| pooled | {title} | {r['scope']} | **{r['outcome']}** |" in text
+    for question in ("clustered", "routed", "bias_route", "reader_dependence"):
+        for name in ("digits", "fashion_mnist", "pooled"):
+            assert f"**{name}, {findings.QUESTION_TITLES[question]}" in text, (name, question)
+    assert stats.POOLED_RULE in text

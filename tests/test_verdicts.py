@@ -109,3 +109,40 @@ def test_one_family_gives_no_family_verdict():
     assert not (v["question"] == "routing_reader_dependent").any() or set(
         v.loc[v["question"] == "routing_reader_dependent", "outcome"]
     ) <= {"inconclusive"}
+
+
+@pytest.mark.parametrize(
+    "outcomes_,expected",
+    [
+        (["yes", "yes"], "yes"),
+        (["no", "no"], "no"),
+        (["yes", "no"], "dataset-dependent"),
+        (["yes", "inconclusive"], "inconclusive"),
+        (["inconclusive", "inconclusive"], "inconclusive"),
+    ],
+)
+def test_pooled_verdict_rule(outcomes_, expected):
+    assert stats.pool_outcomes(outcomes_) == expected
+
+
+@pytest.mark.parametrize(
+    "gaps,expected", [((0.02, 0.02), "yes"), ((0.02, 0.0), "dataset-dependent")]
+)
+def test_two_datasets_get_a_pooled_verdict_per_question(gaps, expected):
+    import xarray as xr
+
+    parts = [
+        simulate_study(
+            np.random.default_rng(i), **QUIET, planted={"reader_gap": gap}
+        ).assign_coords(dataset=[name])
+        for i, (name, gap) in enumerate(zip(("digits", "fashion_mnist"), gaps))
+    ]
+    v = stats.compute_all(xr.concat(parts, dim="dataset"), n_boot=0)["verdicts"]
+    verdicts = v[v["criterion"] == "verdict"]
+    pooled = verdicts[verdicts["dataset"] == stats.POOLED]
+    per_dataset = verdicts[verdicts["dataset"] != stats.POOLED]
+    assert set(zip(pooled["question"], pooled["scope"])) == set(
+        zip(per_dataset["question"], per_dataset["scope"])
+    )
+    reader = pooled[pooled["question"] == "reader_dependence"]
+    assert reader["outcome"].tolist() == [expected]

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from .config import StudyConfig, VerdictConfig
+from .stats import POOLED
 from .study import BASELINE, FACTOR_NAMES, N_COMBINATIONS
 
 FACTORS = FACTOR_NAMES
@@ -83,6 +84,12 @@ def is_factor_term(term: str) -> bool:
 
 def dataset_names(ds: xr.Dataset) -> list[str]:
     return [str(d) for d in ds["dataset"].values]
+
+
+def verdict_names(ds: xr.Dataset) -> list[str]:
+    """The datasets, then ``pooled`` where there are several (stats.pooled_verdicts)."""
+    names = dataset_names(ds)
+    return names + [POOLED] if len(names) > 1 else names
 
 
 def missing_table(tables: Mapping[str, pd.DataFrame], key: str) -> str | None:
@@ -303,7 +310,7 @@ def clustering_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: Ve
             "",
         ]
     lines += cluster_effect_lines(tables) + [""] + geometry_lines(tables) + [""]
-    for name in dataset_names(ds):
+    for name in verdict_names(ds):
         lines += verdict_block(tables, name, "clustered")
         lines += verdict_block(tables, name, "reader_dependence")
     return "\n".join(lines)
@@ -389,7 +396,7 @@ def tokenflow_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: Ver
             f"{num(r['band_high'])} | {pnum(r['p'])} | {int(r['n_runs'])} |"
         )
     lines.append("")
-    for name in dataset_names(ds):
+    for name in verdict_names(ds):
         lines += verdict_block(tables, name, "routed")
     return "\n".join(lines)
 
@@ -420,7 +427,7 @@ def bias_section(ds: xr.Dataset, tables: Mapping[str, pd.DataFrame], v: VerdictC
             f"{pnum(r['p'])} | {pnum(r['p_holm'])} | {int(r['n_runs'])} |"
         )
     lines.append("")
-    for name in dataset_names(ds):
+    for name in verdict_names(ds):
         lines += verdict_block(tables, name, "bias_route")
     return "\n".join(lines)
 
@@ -589,6 +596,6 @@ def reader_family_section(
             ),
         ]
     lines.append("")
-    for name in dataset_names(ds):
+    for name in verdict_names(ds):
         lines += verdict_block(tables, name, "routing_reader_dependent")
     return "\n".join(lines)

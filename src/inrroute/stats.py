@@ -1335,7 +1335,42 @@ def verdict_table(
                          "criterion": "verdict", "outcome": _combine(question, status),
                          "rule": VERDICT_RULES[question],
                          "n_seeds": int(part["n_seeds"].max())})  # fmt: skip
+    verdicts += pooled_verdicts(_frame(verdicts, VERDICT_COLUMNS))
     return pd.concat([crit, _frame(verdicts, VERDICT_COLUMNS)], ignore_index=True)
+
+
+POOLED = "pooled"  # the dataset label of verdicts combined across datasets
+POOLED_RULE = (
+    "across datasets: the datasets' common verdict when they all agree; "
+    "dataset-dependent when one is yes and another no; else inconclusive"
+)
+
+
+def pool_outcomes(outcomes: list[str]) -> str:
+    """One verdict from the per-dataset verdicts of a question (POOLED_RULE): stated
+    before the numbers, and no test of its own, so "yes" across datasets is at most as
+    often false as on any one dataset."""
+    if outcomes and all(o == outcomes[0] for o in outcomes):
+        return outcomes[0]
+    if "yes" in outcomes and "no" in outcomes:
+        return "dataset-dependent"
+    return "inconclusive"
+
+
+def pooled_verdicts(verdicts: pd.DataFrame) -> list[dict]:
+    """With several datasets, one ``pooled`` verdict row per question and scope that
+    every dataset answers."""
+    names = verdicts["dataset"].unique() if not verdicts.empty else []
+    if len(names) < 2:
+        return []
+    rows = []
+    for (question, scope), part in verdicts.groupby(["question", "scope"], sort=False):
+        if set(part["dataset"]) != set(names):
+            continue
+        rows.append({"dataset": POOLED, "question": question, "scope": scope,
+                     "criterion": "verdict", "outcome": pool_outcomes(list(part["outcome"])),
+                     "rule": POOLED_RULE, "n_seeds": int(part["n_seeds"].sum())})  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------- all + output
