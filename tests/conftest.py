@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def run(args, cwd, timeout=1200):
-    """A command with the venv's bin on PATH (where the rules find `inrroute`)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def run(args, cwd, timeout=1200, env=None):
+    """A command with the venv's bin on PATH (where the rules find `inrroute`), or in
+    exactly ``env`` where given; output captured, the exit status left to the caller."""
+    if env is None:
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -24,7 +26,9 @@ def copy_repo(dest: Path) -> Path:
     shutil.copytree(
         ROOT,
         dest,
-        ignore=shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "data"),
+        ignore=shutil.ignore_patterns(
+            ".venv", "results", "logs", ".snakemake", ".git", "data", "__pycache__", ".*_cache"
+        ),
     )
     return dest
 

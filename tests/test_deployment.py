@@ -7,23 +7,16 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, copy_repo, run
+
 VENV_BIN = Path(sys.executable).parent  # the venv the tests run in (.venv/bin in CI)
 BARE_PATH = os.pathsep.join(
     d for d in ("/usr/local/bin", "/usr/bin", "/bin") if not (Path(d) / "inrroute").exists()
 )
-
-
-def copy_repo(dst: Path) -> Path:
-    """The working tree without venv, results, logs, Snakemake state or git."""
-    skip = (".venv", "results", "logs", ".snakemake", ".git", "data", "__pycache__")
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(*skip, ".*_cache"))
-    return dst
 
 
 def test_rule_finds_inrroute_without_venv_on_path(tmp_path):
@@ -34,14 +27,11 @@ def test_rule_finds_inrroute_without_venv_on_path(tmp_path):
     wd = copy_repo(tmp_path / "repo")
     env = {**os.environ, "PATH": BARE_PATH}
     env.pop("VIRTUAL_ENV", None)
-    r = subprocess.run(
+    r = run(
         [str(snakemake), "stage_all", "--configfile=config/smoke.yaml", "--cores", "1"],
-        cwd=wd,
+        wd,
+        600,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
     )
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-4000:]
@@ -91,39 +81,17 @@ def test_conda_env_works_from_snakemakes_copy(tmp_path):
     env["INRROUTE_WORKFLOW_DIR"] = str(repo)  # what the Snakefile exports
     first = deploy.read_text().splitlines()[0]
     interpreter = first[2:].split() if first.startswith("#!") else ["sh"]
-    r = subprocess.run(
-        [*interpreter, str(deploy)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    r = run([*interpreter, str(deploy)], work, 900, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    r = subprocess.run(
-        [str(prefix / "bin" / "inrroute"), "--help"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    r = run([str(prefix / "bin" / "inrroute"), "--help"], elsewhere, 300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "meta-train" in r.stdout
-    r = subprocess.run(
-        [str(prefix / "bin" / "python"), "-c", "import inrroute; print(inrroute.__file__)"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    code = "import inrroute; print(inrroute.__file__)"
+    r = run([str(prefix / "bin" / "python"), "-c", code], elsewhere, 300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
     assert Path(r.stdout.strip()).is_relative_to(repo / "src"), r.stdout
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_repo, run
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -138,9 +139,7 @@ def test_covering_tests_exist():
 def repo(tmp_path_factory):
     """A copy of the working tree; its .venv is the tests' venv; HOME is empty."""
     base = tmp_path_factory.mktemp("readme")
-    dst = base / "repo"
-    skip = (".venv", "results", "logs", ".snakemake", ".git", "data", "__pycache__")
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(*skip, ".*_cache"))
+    dst = copy_repo(base / "repo")
     (dst / ".venv").symlink_to(Path(sys.prefix))
     (base / "home").mkdir()
     return dst
@@ -154,15 +153,7 @@ def shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
         "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",  # an activated venv
     }
     env.pop("XDG_CONFIG_HOME", None)
-    return subprocess.run(
-        ["bash", "-c", command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run(["bash", "-c", command], cwd, 900, env=env)
 
 
 def runnable(command: str, check) -> list[str]:

@@ -15,13 +15,13 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import run
 from inrroute.study import GPU_RULES
 
 yte = pytest.importorskip("yte")  # Snakemake renders profiles with YTE
@@ -165,15 +165,7 @@ def local_rules() -> set[str]:
 
 def dry_run_jobs(args: list[str], cwd: Path, env: dict) -> dict[tuple[str, str], dict]:
     """(rule, wildcards) -> evaluated resources of every cluster job of a dry-run."""
-    r = subprocess.run(
-        [str(VENV_BIN / "snakemake"), "-n", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    r = run([str(VENV_BIN / "snakemake"), "-n", *args], cwd, 600, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     jobs, rule, wildcards = {}, None, ""
     for line in r.stdout.splitlines():
@@ -302,25 +294,11 @@ def test_group_and_retry_settings_unchanged(home, workflow):
 def test_snakemake_profile_slurm_as_typed(repo, tmp_path):
     """`bash scripts/install-profile.sh`, then exactly `snakemake --profile slurm -n ...`."""
     env = user_env(tmp_path)
-    r = subprocess.run(
-        ["bash", "scripts/install-profile.sh"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    r = run(["bash", "scripts/install-profile.sh"], repo, 600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / ".config" / "snakemake" / "slurm" / "partitions.yaml").exists(), r.stdout
-    r = subprocess.run(
-        "snakemake --profile slurm -n --configfile config/paper.yaml",
-        shell=True,
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    r = run(["bash", "-c", "snakemake --profile slurm -n --configfile config/paper.yaml"],
+            repo, 600, env=env)  # fmt: skip
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-4000:]
     assert "Using profiles slurm and workflow specific profile profiles/default" in log, log[:2000]
