@@ -113,7 +113,7 @@ def test_docs_figures_copies_a_studys_headline_results(smoke, tmp_path):
     shutil.copytree(smoke, repo, ignore=shutil.ignore_patterns(".snakemake", "logs"))
     res = run(["bash", "scripts/docs_figures.sh", "results/smoke"], repo)
     assert res.returncode == 0, res.stderr
-    for name in ("tokenflow.png", "interventions.png"):
+    for name in ("tokenflow.png", "interventions.png", "reader_families.png"):
         assert (repo / "docs" / name).read_bytes()[:4] == b"\x89PNG"
     assert (repo / "docs" / "FINDINGS.md").read_text() == (
         repo / "results" / "smoke" / "FINDINGS.md"
