@@ -15,9 +15,8 @@ import argparse
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from run import _size, build, images  # benchmarks/run.py: the same model builder
+from torch.profiler import ProfilerActivity, profile
 
 FASHION_STUDY = _size(32, 2, 3, 64, 2, 4, 64, 28, 0, mlp=1.0)
 
