@@ -49,22 +49,10 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def copy_repo(dst: Path) -> Path:
-    """The working tree without venv, results, logs, Snakemake state, git or data."""
-    shutil.copytree(
-        ROOT,
-        dst,
-        ignore=shutil.ignore_patterns(
-            ".venv",
-            "results",
-            "logs",
-            ".snakemake",
-            ".git",
-            "data",
-            "__pycache__",
-            ".pytest_cache",
-            ".ruff_cache",
-        ),
-    )
+    """conftest.copy_repo, plus the folder sbatch --output writes into."""
+    import conftest
+
+    conftest.copy_repo(dst)
     (dst / "logs" / "slurm").mkdir(parents=True)  # sbatch --output needs the folder
     return dst
 
@@ -91,6 +79,26 @@ def run_snakemake(
             timeout=limit + 120,
         )
     return r.returncode, log_path.read_text(errors="replace"), time.monotonic() - t0
+
+
+def study_on_slurm(
+    base: Path, args: list[str], limit: int, logname: str, what: str, environ=None
+) -> tuple[Path, str]:
+    """A study run to the end on the live Slurm in a copy of the repository under
+    ``base``: skipped without an idle node, its leftover jobs cancelled, its exit code
+    checked and its time reported. Returns (working copy, Snakemake's log)."""
+    import pytest
+
+    if not slurm_up():
+        pytest.skip("no idle Slurm node (run tests/slurm/up.sh)")
+    wd = copy_repo(base / "repo")
+    try:
+        rc, log, seconds = run_snakemake(args, wd, limit, logname, environ)
+    finally:
+        cancel_jobs_under(wd)
+    assert rc == 0, f"snakemake exited {rc} after {seconds:.0f} s:\n{log[-6000:]}"
+    report_time(what, seconds, f"({len(sbatch_calls(log))} Slurm jobs)")
+    return wd, log
 
 
 def sbatch_calls(log: str, rule: str | None = None) -> list[str]:

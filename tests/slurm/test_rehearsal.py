@@ -16,13 +16,9 @@ import pandas as pd
 import pytest
 from slurm_helpers import (
     GPU_RULES,
-    cancel_jobs_under,
-    copy_repo,
-    report_time,
-    run_snakemake,
     sbatch_calls,
     sbatch_options,
-    slurm_up,
+    study_on_slurm,
 )
 
 from inrroute import plan
@@ -37,21 +33,13 @@ TOLERANCE = 0.30
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    if not slurm_up():
-        pytest.skip("no idle Slurm node (run tests/slurm/up.sh)")
-    wd = copy_repo(tmp_path_factory.mktemp("slurm-rehearsal") / "repo")
-    try:
-        rc, log, seconds = run_snakemake(
-            ["--profile", "profiles/slurm-ci", "--configfile", CONFIG, "--cores", "2", "--verbose"],
-            wd,
-            LIMIT,
-            "snakemake-rehearsal.log",
-        )
-    finally:
-        cancel_jobs_under(wd)
-    assert rc == 0, f"snakemake exited {rc} after {seconds:.0f} s:\n{log[-6000:]}"
-    report_time("paper-scale rehearsal on Slurm", seconds, f"({len(sbatch_calls(log))} jobs)")
-    return wd, log
+    return study_on_slurm(
+        tmp_path_factory.mktemp("slurm-rehearsal"),
+        ["--profile", "profiles/slurm-ci", "--configfile", CONFIG, "--cores", "2", "--verbose"],
+        LIMIT,
+        "snakemake-rehearsal.log",
+        "paper-scale rehearsal on Slurm",
+    )
 
 
 # snakemake.benchmark samples a job's RSS once a second: a job under a second has no

@@ -28,15 +28,13 @@ from slurm_helpers import (
     STATS_TABLES,
     VENV_BIN,
     cancel_jobs_under,
-    copy_repo,
     env,
     env_without_venv,
     job_state,
     report_time,
-    run_snakemake,
     sbatch_calls,
     sbatch_options,
-    slurm_up,
+    study_on_slurm,
     wait_for,
 )
 
@@ -51,23 +49,14 @@ RUNS = [f"digits/seed{seed}/{combo}" for seed in (0, 1) for combo in COMBOS]
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke study through profiles/slurm-ci, in a copy of the repository."""
-    if not slurm_up():
-        pytest.skip("no idle Slurm node (run tests/slurm/up.sh)")
-    wd = copy_repo(tmp_path_factory.mktemp("slurm-smoke") / "repo")
-    try:
-        rc, log, seconds = run_snakemake(
-            ["--profile", "profiles/slurm-ci", "--configfile", "config/smoke.yaml", "--verbose"],
-            wd,
-            SMOKE_LIMIT,
-            "snakemake-slurm.log",
-            environ=env_without_venv(),  # as `.venv/bin/snakemake ...` from a plain shell
-        )
-    finally:
-        cancel_jobs_under(wd)
-    assert rc == 0, f"snakemake exited {rc} after {seconds:.0f} s:\n{log[-6000:]}"
-    n_jobs = len(sbatch_calls(log))
-    report_time("smoke study on Slurm", seconds, f"({n_jobs} Slurm jobs)")
-    return wd, log
+    return study_on_slurm(
+        tmp_path_factory.mktemp("slurm-smoke"),
+        ["--profile", "profiles/slurm-ci", "--configfile", "config/smoke.yaml", "--verbose"],
+        SMOKE_LIMIT,
+        "snakemake-slurm.log",
+        "smoke study on Slurm",
+        environ=env_without_venv(),  # as `.venv/bin/snakemake ...` from a plain shell
+    )
 
 
 def test_every_output_of_the_local_run(smoke):
