@@ -19,8 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from .config import StudyConfig, VerdictConfig
-from .stats import POOLED
-from .study import BASELINE, FACTOR_NAMES, N_COMBINATIONS
+from .study import BASELINE, FACTOR_NAMES, N_COMBINATIONS, POOLED
 
 FACTORS = FACTOR_NAMES
 TERM_FACTOR = re.compile(r"^C\((\w+)\)$")

@@ -23,7 +23,14 @@ from typing import Any
 import yaml
 
 from .config import StudyConfig
-from .study import DATASETS, GPU_RULES, RUN_STAGES, parse_combination
+from .study import (
+    DATASETS,
+    GPU_RULES,
+    INTERVENTIONS_BIAS,
+    INTERVENTIONS_CONTROL,
+    RUN_STAGES,
+    parse_combination,
+)
 
 COSTS_PATH = Path(__file__).with_name("costs.yaml")
 MB = 1e6
@@ -92,6 +99,15 @@ def _fresh_epochs(cfg: StudyConfig) -> int:
     return epochs() if callable(epochs) else (cfg.probes.fresh_reader_epochs or cfg.training.epochs)
 
 
+TOKENFLOW_PASSES = 1.2  # one forward pass of the test set, keeping every depth
+
+
+def _intervention_passes(cfg: StudyConfig) -> int:
+    """Forward passes of the test set: none, each bias intervention, and each control
+    kind once per drawn column (inrroute.interventions)."""
+    return 1 + len(INTERVENTIONS_BIAS) + len(INTERVENTIONS_CONTROL) * cfg.probes.intervention_draws
+
+
 def _dense(cfg: StudyConfig, combo: str | None) -> bool:
     """Whether the run (or, without one, any run of the config) fits with dense_fit."""
     names = [combo] if combo else cfg.combination_names()
@@ -134,17 +150,17 @@ def run_cost(
         seconds, mem = z.test * read_s, fixed + z.test * tok16
         cpu_extra = min(PREDICT_BATCH, z.test) * act
     elif rule == "tokenflow":
-        seconds, mem = z.test * read_s * 1.2, fixed + z.test * tok16
+        seconds, mem = z.test * read_s * TOKENFLOW_PASSES, fixed + z.test * tok16
         cpu_extra = min(PREDICT_BATCH, z.test) * act
     elif rule == "interventions":
-        passes = 1 + 4 + 2 * cfg.probes.intervention_draws
-        seconds, mem = z.test * read_s * passes, fixed + 3 * z.test * tok16
+        seconds = z.test * read_s * _intervention_passes(cfg)
+        mem = fixed + 3 * z.test * tok16
         cpu_extra = min(PREDICT_BATCH, z.test) * act
     elif rule == "fresh_reader":
         # every family trains with the transformer's budget, then is read once, under
         # each intervention and by the token-flow probe; families cost a fraction of it
         steps = _fresh_epochs(cfg) * z.fitted_train
-        passes = 1 + 1.2 + 4 + 2 * cfg.probes.intervention_draws
+        passes = 1 + TOKENFLOW_PASSES + _intervention_passes(cfg)
         per_family = steps * k["reader_train_s_per_image"] * reader + z.test * read_s * passes
         seconds = per_family * sum(k["reader_family_cost"][f] for f in cfg.probes.reader_families)
         mem = fixed + n_fit * tok16

@@ -84,6 +84,7 @@ from .study import (
     GRID_DIMS,
     INTERVENTIONS_BIAS,
     INTERVENTIONS_CONTROL,
+    POOLED,
     READER_FAMILIES,
     STATS_TABLES,
     combination_name,
@@ -1339,7 +1340,6 @@ def verdict_table(
     return pd.concat([crit, _frame(verdicts, VERDICT_COLUMNS)], ignore_index=True)
 
 
-POOLED = "pooled"  # the dataset label of verdicts combined across datasets
 POOLED_RULE = (
     "across datasets: the datasets' common verdict when they all agree; "
     "dataset-dependent when one is yes and another no; else inconclusive"

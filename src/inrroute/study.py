@@ -141,6 +141,8 @@ GEOMETRY_DIAGNOSTICS: tuple[str, ...] = ("linear_probe_iterations", "linear_prob
 INTERVENTIONS_BIAS = ("bias_zero", "bias_shuffle", "bias_mean", "bias_only")
 INTERVENTIONS_CONTROL = ("col_zero", "col_shuffle")
 INTERVENTIONS = ("none", *INTERVENTIONS_BIAS, *INTERVENTIONS_CONTROL)
+# The dataset label of the verdicts combined across datasets (stats.pooled_verdicts).
+POOLED = "pooled"
 # Fresh reader families (issue 15; inrroute.readers builds them): the first is the trained
 # reader's own architecture, whose numbers feed the trained-versus-fresh comparison.
 READER_FAMILIES: tuple[str, ...] = ("transformer", "mlp", "deepsets")
