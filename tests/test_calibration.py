@@ -51,32 +51,3 @@ def test_null_studies_give_no_yes_verdicts(size):
 def test_planted_effects_are_found(power):
     weak = {k: power[k] for k in POWERED if power[k] < POWER_FLOOR}
     assert not weak, f"power below {POWER_FLOOR} at {PLANTED}: {weak}"
-
-
-N_POOLED = 60
-
-
-def test_pooled_verdicts_keep_their_size():
-    """Two null datasets (seed-level random effects, no planted effect): the pooled verdict
-    (stats.POOLED_RULE) says "yes" no more often than the size limit, per question."""
-    import numpy as np
-    import xarray as xr
-
-    from inrroute import stats
-    from synthetic import simulate_study
-
-    rng = np.random.default_rng(2)
-    yes: dict[tuple[str, str], int] = {}
-    for _ in range(N_POOLED):
-        parts = [
-            simulate_study(rng).assign_coords(dataset=[name])
-            for name in ("digits", "fashion_mnist")
-        ]
-        v = stats.compute_all(xr.concat(parts, dim="dataset"), n_boot=0)["verdicts"]
-        pooled = v[(v["dataset"] == stats.POOLED) & (v["criterion"] == "verdict")]
-        assert not pooled.empty
-        for _, r in pooled.iterrows():
-            key = (r["question"], r["scope"])
-            yes[key] = yes.get(key, 0) + (r["outcome"] == "yes")
-    rates = {k: n / N_POOLED for k, n in yes.items()}
-    assert max(rates.values()) <= SIZE_LIMIT, rates
