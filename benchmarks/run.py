@@ -3,6 +3,7 @@
     python benchmarks/run.py --threads 1 --out b1.md   # as the workflow's jobs run (~20 min)
     python benchmarks/run.py --out b2.md               # the job's CPUs (~30 min on 2 cores)
     python benchmarks/run.py --quick                   # smoke pass, a few minutes, rough
+    python benchmarks/run.py --mwt --sizes fashion_study paper   # step ratio vs MWT's structure
 
 Not part of the test suite. Every implementation lives in its own worker process
 (``--serve``), so its peak memory (``ru_maxrss``) is its own; the workers of one
@@ -56,7 +57,10 @@ SIZES = {
     # model width, depth, K; reader dim, blocks, heads; batch; image side; timed rounds
     "digits": _size(32, 2, 2, 64, 2, 4, 32, 8, 30, mlp=1.0),  # config/config.yaml
     "fashion": _size(32, 2, 3, 64, 2, 4, 64, 28, 8),  # config/fashion.yaml
-    "paper": _size(128, 4, 6, 128, 10, 8, 16, 28, 5),  # config/paper.yaml, DESIGN 2
+    "fashion_study": _size(32, 2, 3, 64, 2, 4, 64, 28, 10, mlp=1.0),  # fashion_study.yaml
+    # config/paper.yaml, DESIGN 2; the published reader (2 heads of 64, MLP ratio 1) since
+    # issue 14; the tables of issue 6 in BENCHMARKS.md were measured with 8 heads, MLP 2
+    "paper": _size(128, 4, 6, 128, 10, 2, 16, 28, 5, mlp=1.0),
 }
 STEP_IMPLS = ("fast", "autograd", "reference")
 FIT_IMPLS = {  # name: (implementation, images per unit, batch size)
@@ -121,6 +125,11 @@ def make_unit(task: dict):
     cfg, model = build(size)
     kind, impl = task["kind"], task["impl"]
     model.analytic_inner_grad = impl != "autograd"
+
+    if kind == "step" and impl == "mwt":
+        import mwt_style
+
+        return mwt_style.step_unit(size)
 
     if kind in ("step", "inner"):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -450,6 +459,40 @@ def run_all(args) -> str:
     return "\n".join(lines)
 
 
+def mwt_ratio(args) -> str:
+    """The package's meta-train step against the MWT reference's structure
+    (benchmarks/mwt_style.py) at identical sizes, taking turns in two processes."""
+    import torch
+
+    from inrroute.runtime import job_cpus
+
+    threads = args.threads or job_cpus()
+    lines = [
+        (
+            f"- commit `{git('rev-parse', '--short', 'HEAD')}`, "
+            f"command `python benchmarks/run.py {' '.join(sys.argv[1:])}`, torch "
+            f"{torch.__version__}, {threads} torch thread(s), {time.strftime('%Y-%m-%d %H:%M')}"
+        ),
+        "",
+        (
+            "| size | MWT-structured step (s) | inrroute step (s) | ratio (MWT / inrroute) "
+            "| peak - base MB, MWT / inrroute | rounds |"
+        ),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in args.sizes:
+        tasks = {impl: {"kind": "step", "size": size, "impl": impl, "threads": threads}
+                 for impl in ("mwt", "fast")}  # fmt: skip
+        rows = compare(tasks, 2 if args.quick else SIZES[size]["rounds"])
+        mwt, fast = rows["mwt"], rows["fast"]
+        lines.append(
+            f"| {size} | {mwt['wall']:.3f} | {fast['wall']:.3f} | "
+            f"{mwt['wall'] / fast['wall']:.2f}x | {mwt['above_base_mb']:.0f} / "
+            f"{fast['above_base_mb']:.0f} | {fast['rounds']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -458,12 +501,17 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--threads", type=int, help="torch threads (default: the job's CPUs)")
     parser.add_argument("--quick", action="store_true", help="2 rounds each: a smoke pass")
+    parser.add_argument(
+        "--mwt",
+        action="store_true",
+        help="only the step ratio: the package's step against benchmarks/mwt_style.py",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(json.loads(args.serve))
         return
-    text = run_all(args)
+    text = mwt_ratio(args) if args.mwt else run_all(args)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
