@@ -3,6 +3,7 @@ computed here; unanswerable questions and missing power are said in words."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -95,3 +96,42 @@ def test_two_datasets_are_answered_each_and_pooled():
         for name in ("digits", "fashion_mnist", "pooled"):
             assert f"**{name}, {findings.QUESTION_TITLES[question]}" in text, (name, question)
     assert stats.POOLED_RULE in text
+
+
+def test_pooling_two_finished_studies_keeps_each_recipe(tmp_path):
+    """`inrroute pool`: two single-dataset summaries made with different recipes become the
+    two-dataset summary cell for cell; the provenance keeps what they share and names
+    what each had of its own; stats and FINDINGS then answer per dataset and pooled."""
+    from inrroute import provenance as prov
+    from inrroute.errors import InputError
+    from inrroute.io import read_netcdf, write_netcdf
+    from inrroute.summary import pool_summaries
+
+    both = make_summary(datasets=("digits", "fashion_mnist"), seeds=(0, 1, 2))
+    recipes = {"digits": {"training.epochs": 6, "caps.digits": None},
+               "fashion_mnist": {"training.epochs": 5, "caps.fashion_mnist": {"train": 6000}}}  # fmt: skip
+    parts = []
+    for name, own in recipes.items():
+        part = both.sel(dataset=[name])
+        part.attrs = prov.netcdf_attrs({"model.width": 32, **own}, "aggregate")
+        part.attrs["inrroute_git_commit"] = f"commit-{name}"
+        write_netcdf(part, tmp_path / f"{name}.nc")
+        parts.append((f"results/{name}", read_netcdf(tmp_path / f"{name}.nc")))
+    pooled = pool_summaries(parts)
+    for var in both.data_vars:
+        np.testing.assert_array_equal(pooled[var].values, both[var].values, err_msg=var)
+    assert prov.of_attrs(pooled.attrs) == {"model.width": 32}
+    studies = {s["source"]: s for s in json.loads(pooled.attrs[prov.POOLED_ATTR])}
+    assert studies["results/fashion_mnist"]["values"] == recipes["fashion_mnist"]
+    assert studies["results/digits"]["datasets"] == ["digits"]
+
+    tables = stats.compute_all(pooled, n_boot=0)
+    assert set(tables["verdicts"]["dataset"]) == {"digits", "fashion_mnist", stats.POOLED}
+    text = findings.run_findings(pooled, tables, StudyConfig())
+    assert "Pooled from separate studies" in text
+    assert "`training.epochs` = `5`" in text and "commit `commit-digits`" in text
+
+    with pytest.raises(InputError, match="'digits' is in both"):
+        pool_summaries([parts[0], ("results/again", parts[0][1])])
+    with pytest.raises(InputError, match="two or more"):
+        pool_summaries(parts[:1])

@@ -65,6 +65,13 @@ CHECKS: dict[str, object] = {
     "bash scripts/docs_figures.sh": COVERED(
         "tests/test_workflow.py::test_docs_figures_copies_a_studys_headline_results"
     ),
+    "bash scripts/study.sh --configfile config/fashion_study.yaml config/two_datasets.yaml": STUB(
+        "-n"
+    ),
+    "bash scripts/pool.sh results results/fashion_study results/pooled": COVERED(
+        "tests/test_workflow.py::test_pool_script_answers_two_studies_per_dataset_and_pooled"
+    ),
+    "inrroute pool": HELP,
     "inrroute provenance FILE": COVERED(
         "tests/test_provenance.py::test_every_output_says_what_made_it"
     ),

@@ -1,10 +1,12 @@
 """The workflow: dry-runs of every config, and the smoke study end to end."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from conftest import ROOT, SNAKEMAKE, run
+from inrroute.study import POOLED
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
@@ -118,6 +120,36 @@ def test_docs_figures_copies_a_studys_headline_results(smoke, tmp_path):
     assert (repo / "docs" / "FINDINGS.md").read_text() == (
         repo / "results" / "smoke" / "FINDINGS.md"
     ).read_text()
+
+
+def test_pool_script_answers_two_studies_per_dataset_and_pooled(tmp_path):
+    """scripts/pool.sh, the README's command for pooling finished studies: two studies'
+    summary.nc (one dataset each, different recipes) -> one analysis with per-dataset and
+    pooled verdicts, figures and a FINDINGS.md that names each study's own settings."""
+    from inrroute import provenance as prov
+    from inrroute.io import write_netcdf
+    from synthetic import make_summary
+
+    both = make_summary(
+        datasets=("digits", "fashion_mnist"), seeds=(0, 1, 2), families=("transformer", "mlp")
+    )
+    for name, epochs in (("digits", 6), ("fashion_mnist", 5)):
+        part = both.sel(dataset=[name])
+        part.attrs = prov.netcdf_attrs({"training.epochs": epochs}, "aggregate")
+        (tmp_path / name).mkdir()
+        write_netcdf(part, tmp_path / name / "summary.nc")
+    out = tmp_path / "pooled"
+    res = run(
+        ["bash", "scripts/pool.sh", tmp_path / "digits", tmp_path / "fashion_mnist", out], ROOT
+    )
+    assert res.returncode == 0, res.stderr
+    verdicts = pd.read_csv(out / "stats" / "verdicts.csv")
+    assert set(verdicts["dataset"]) == {"digits", "fashion_mnist", POOLED}
+    text = (out / "FINDINGS.md").read_text()
+    assert "Pooled from separate studies" in text and "`training.epochs` = `5`" in text
+    assert (out / "figures" / "tokenflow.png").read_bytes()[:4] == b"\x89PNG"
+    bad = run(["bash", "scripts/pool.sh", tmp_path / "digits", out], ROOT)
+    assert bad.returncode == 2 and "usage" in bad.stderr
 
 
 @pytest.mark.slow

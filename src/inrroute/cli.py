@@ -145,6 +145,21 @@ def cmd_aggregate(args):
     write_netcdf(run_aggregate(load_config(args.config)), args.out)
 
 
+@command(
+    "pool",
+    "summary.nc files of finished studies on different datasets -> one summary.nc "
+    "(then stats, figures and findings answer per dataset and pooled)",
+    ("--summary", {"required": True, "nargs": "+", "help": "summary.nc of each study"}),
+    OUT,
+)
+def cmd_pool(args):
+    from .io import write_netcdf
+    from .summary import pool_summaries
+
+    parts = [(path, _read(path, "aggregate")) for path in args.summary]
+    write_netcdf(pool_summaries(parts), args.out)
+
+
 def _tables(stats_dir: str) -> dict:
     from .io import read_csv
 

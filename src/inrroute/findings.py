@@ -11,6 +11,7 @@ no power for the stated minimum effect, it says that in words.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import provenance as prov
 from .config import StudyConfig, VerdictConfig
 from .study import BASELINE, FACTOR_NAMES, N_COMBINATIONS, POOLED
 
@@ -118,7 +120,10 @@ def run_findings(summary: xr.Dataset, tables: dict[str, pd.DataFrame], cfg: Stud
 
 def setup_section(ds: xr.Dataset, cfg: StudyConfig) -> str:
     """What the numbers below depend on that a reader must know: the fresh readers'
-    budget against the trained reader's, and linear probes that hit their iteration cap."""
+    budget against the trained reader's, and linear probes that hit their iteration cap;
+    for pooled studies (``inrroute pool``), each study's own recipe."""
+    if prov.POOLED_ATTR in ds.attrs:
+        return pooled_setup(ds)
     fresh, trained = cfg.fresh_reader_epochs(), cfg.training.epochs
     budget = (
         "the trained reader's budget"
@@ -138,6 +143,35 @@ def setup_section(ds: xr.Dataset, cfg: StudyConfig) -> str:
             + " (question 5; the trained-versus-fresh comparison reads `transformer`)."
         ),
     ]
+    lines += probe_lines(ds)
+    return "\n".join(lines)
+
+
+def pooled_setup(ds: xr.Dataset) -> str:
+    """Setup of a summary pooled from several studies: each study's source and the config
+    values that are its own (the rest, shared by all, is in the provenance record)."""
+    lines = [
+        "## Setup",
+        "",
+        (
+            "- Pooled from separate studies (`inrroute pool`); each dataset keeps its own "
+            "study's recipe, and its fresh readers that study's budget. Values that differ:"
+        ),
+    ]
+    for study in json.loads(ds.attrs[prov.POOLED_ATTR]):
+        values = "; ".join(
+            f"`{k}` = `{json.dumps(v, sort_keys=True)}`" for k, v in study["values"].items()
+        )
+        lines.append(
+            f"  - {', '.join(study['datasets'])}: `{study['source']}` (config hash "
+            f"`{study['config_hash']}`, commit `{study['git_commit']}`): {values or 'none'}"
+        )
+    return "\n".join(lines + probe_lines(ds))
+
+
+def probe_lines(ds: xr.Dataset) -> list[str]:
+    """Linear probes that hit their iteration cap, said in words."""
+    lines = []
     if "linear_probe_converged" in ds:
         ran = ds["ran"].values.astype(bool) if "ran" in ds else None
         conv = ds["linear_probe_converged"].values
@@ -148,7 +182,7 @@ def setup_section(ds: xr.Dataset, cfg: StudyConfig) -> str:
             "iteration cap"
             + (f"; **{bad} did not**, so their accuracy is that of a capped fit." if bad else ".")
         )
-    return "\n".join(lines)
+    return lines
 
 
 def findings_markdown(

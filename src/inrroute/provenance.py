@@ -90,6 +90,27 @@ def combine(own: Mapping[str, Any], inputs: Iterable[tuple[str, Mapping[str, Any
     return dict(sorted(merged.items()))
 
 
+POOLED_ATTR = "inrroute_pooled_from_json"
+
+
+def pooled(records: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict, list[dict]]:
+    """Records of whole studies analysed together (``inrroute pool``) -> the values they
+    share, and per study (source name) the values that are its own. Unlike ``combine``,
+    disagreement is expected: each dataset keeps the recipe it was run with."""
+    records = list(records)
+    first = records[0][1] if records else {}
+    shared = {
+        k: v
+        for k, v in first.items()
+        if all(k in r and canonical({"v": r[k]}) == canonical({"v": v}) for _, r in records)
+    }
+    own = [
+        {"source": name, "values": {k: v for k, v in r.items() if k not in shared}}
+        for name, r in records
+    ]
+    return dict(sorted(shared.items())), own
+
+
 def netcdf_attrs(
     values: Mapping[str, Any], rule: str, device: str | None = None, seconds: float | None = None
 ) -> dict[str, str | float]:

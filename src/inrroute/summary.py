@@ -110,3 +110,52 @@ def run_aggregate(cfg: StudyConfig) -> xr.Dataset:
         }
     )
     return out
+
+
+def pool_summaries(parts: list[tuple[str, xr.Dataset]]) -> xr.Dataset:
+    """summary.nc files of finished studies on different datasets -> one summary on their
+    union, for one analysis per dataset and pooled (``inrroute pool``). Each dataset keeps
+    the recipe its study ran with: the provenance keeps the config values all studies share
+    and lists each study's own (source, config hash, commit, differing values)."""
+    if len(parts) < 2:
+        raise InputError(f"inrroute pool needs two or more summary.nc files, got {len(parts)}")
+    where: dict[str, str] = {}
+    for path, ds in parts:
+        for name in map(str, ds["dataset"].values):
+            if name in where:
+                raise InputError(
+                    f"dataset {name!r} is in both {where[name]} and {path}: pool studies of "
+                    "different datasets (one study per dataset)"
+                )
+            where[name] = path
+    shared, own = prov.pooled((path, prov.of_attrs(ds.attrs)) for path, ds in parts)
+    for entry, (path, ds) in zip(own, parts, strict=True):
+        entry["datasets"] = [str(d) for d in ds["dataset"].values]
+        entry["config_hash"] = str(ds.attrs.get(prov.HASH_ATTR, "unknown"))
+        entry["git_commit"] = str(ds.attrs.get("inrroute_git_commit", "unknown"))
+    bare = [ds.copy() for _, ds in parts]
+    for ds in bare:
+        ds.attrs = {}
+    # join="outer": a seed or tokenflow depth that only one study has stays NaN elsewhere
+    out = xr.concat(bare, dim="dataset", join="outer", combine_attrs="override")
+    out["ran"] = out["ran"].fillna(False).astype(bool)
+    seconds: dict[str, float] = {}
+    for _, ds in parts:
+        for k, v in json.loads(ds.attrs.get("inrroute_wall_seconds_json", "{}")).items():
+            seconds[k] = seconds.get(k, 0.0) + v
+    first = parts[0][1].attrs
+    out.attrs.update(prov.netcdf_attrs(shared, "pool"))
+    out.attrs.update(
+        {
+            prov.POOLED_ATTR: json.dumps(own, sort_keys=True),
+            "inrroute_git_commit": ", ".join(sorted({e["git_commit"] for e in own})),
+            "inrroute_versions_json": first.get("inrroute_versions_json", "{}"),
+            prov.DEVICE_ATTR: ", ".join(
+                sorted({str(ds.attrs.get(prov.DEVICE_ATTR, "unknown")) for _, ds in parts})
+            ),
+            "inrroute_wall_seconds_json": json.dumps(
+                {k: round(v, 1) for k, v in seconds.items()}, sort_keys=True
+            ),
+        }
+    )
+    return out
