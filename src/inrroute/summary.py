@@ -139,6 +139,10 @@ def pool_summaries(parts: list[tuple[str, xr.Dataset]]) -> xr.Dataset:
     # join="outer": a seed or tokenflow depth that only one study has stays NaN elsewhere
     out = xr.concat(bare, dim="dataset", join="outer", combine_attrs="override")
     out["ran"] = out["ran"].fillna(False).astype(bool)
+    for var in out.variables.values():
+        # the first file's on-disk encoding (e.g. string width 6 for "digits") would
+        # truncate the other studies' names when written
+        var.encoding = {}
     seconds: dict[str, float] = {}
     for _, ds in parts:
         for k, v in json.loads(ds.attrs.get("inrroute_wall_seconds_json", "{}")).items():
