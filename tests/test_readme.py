@@ -65,6 +65,10 @@ CHECKS: dict[str, object] = {
     "bash scripts/docs_figures.sh": COVERED(
         "tests/test_workflow.py::test_docs_figures_copies_a_studys_headline_results"
     ),
+    "bash scripts/study.sh --configfile config/fashion_study.yaml": STUB("-n"),
+    "bash scripts/docs_figures.sh results/fashion_study fashion_": COVERED(
+        "tests/test_workflow.py::test_docs_figures_copies_a_studys_headline_results"
+    ),
     "bash scripts/study.sh --configfile config/fashion_study.yaml config/two_datasets.yaml": STUB(
         "-n"
     ),

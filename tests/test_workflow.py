@@ -120,6 +120,11 @@ def test_docs_figures_copies_a_studys_headline_results(smoke, tmp_path):
     assert (repo / "docs" / "FINDINGS.md").read_text() == (
         repo / "results" / "smoke" / "FINDINGS.md"
     ).read_text()
+    # with a prefix, as the README's fashion command: docs/fashion_*.png beside the others
+    res = run(["bash", "scripts/docs_figures.sh", "results/smoke", "fashion_"], repo)
+    assert res.returncode == 0, res.stderr
+    assert (repo / "docs" / "fashion_tokenflow.png").read_bytes()[:4] == b"\x89PNG"
+    assert (repo / "docs" / "fashion_FINDINGS.md").is_file()
 
 
 def test_pool_script_answers_two_studies_per_dataset_and_pooled(tmp_path):
