@@ -122,14 +122,14 @@ def make_unit(task: dict):
     from inrroute.siren import reconstruction_loss
 
     size = SIZES[task["size"]]
-    cfg, model = build(size)
     kind, impl = task["kind"], task["impl"]
-    model.analytic_inner_grad = impl != "autograd"
-
-    if kind == "step" and impl == "mwt":
+    if kind == "step" and impl == "mwt":  # its own modules: no package model to build
         import mwt_style
 
         return mwt_style.step_unit(size)
+
+    cfg, model = build(size)
+    model.analytic_inner_grad = impl != "autograd"
 
     if kind in ("step", "inner"):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

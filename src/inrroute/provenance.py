@@ -73,13 +73,18 @@ def digest(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(values).encode()).hexdigest()[:16]
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Two config values are the same when their canonical JSON is (1 == 1.0, key order)."""
+    return canonical({"v": a}) == canonical({"v": b})
+
+
 def combine(own: Mapping[str, Any], inputs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict:
     """``own`` merged with each (file name, record) of the inputs; a conflict is an error."""
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, record in [*inputs, ("this stage's config", own)]:
         for key, value in record.items():
-            if key in merged and canonical({"v": merged[key]}) != canonical({"v": value}):
+            if key in merged and not same_value(merged[key], value):
                 raise InputError(
                     f"inputs were made from different configs: {key} = {merged[key]!r} in "
                     f"{source[key]} but {value!r} in {name}. Re-run the workflow so every "
@@ -100,9 +105,7 @@ def pooled(records: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict, list
     records = list(records)
     first = records[0][1] if records else {}
     shared = {
-        k: v
-        for k, v in first.items()
-        if all(k in r and canonical({"v": r[k]}) == canonical({"v": v}) for _, r in records)
+        k: v for k, v in first.items() if all(k in r and same_value(r[k], v) for _, r in records)
     }
     own = [
         {"source": name, "values": {k: v for k, v in r.items() if k not in shared}}

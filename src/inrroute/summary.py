@@ -100,16 +100,26 @@ def run_aggregate(cfg: StudyConfig) -> xr.Dataset:
     out.attrs["config"] = cfg.to_json()
     out.attrs.update(prov.netcdf_attrs(prov.combine({}, records), "aggregate"))
     out.attrs.update(
-        {
-            "inrroute_git_commit": prov.git_commit(),
-            "inrroute_versions_json": json.dumps(prov.versions(), sort_keys=True),
-            "inrroute_device": ", ".join(sorted(devices)) or "unknown",
-            "inrroute_wall_seconds_json": json.dumps(
-                {k: round(v, 1) for k, v in seconds.items()}, sort_keys=True
-            ),
-        }
+        made_by_attrs(
+            prov.git_commit(), json.dumps(prov.versions(), sort_keys=True), devices, seconds
+        )
     )
     return out
+
+
+def made_by_attrs(
+    commit: str, versions_json: str, devices: set[str], seconds: dict[str, float]
+) -> dict[str, str]:
+    """summary.nc's attributes beside the config record: commit, package versions, devices
+    and compute seconds per stage (FINDINGS.md's provenance section reads them)."""
+    return {
+        "inrroute_git_commit": commit,
+        "inrroute_versions_json": versions_json,
+        prov.DEVICE_ATTR: ", ".join(sorted(devices)) or "unknown",
+        "inrroute_wall_seconds_json": json.dumps(
+            {k: round(v, 1) for k, v in seconds.items()}, sort_keys=True
+        ),
+    }
 
 
 def pool_summaries(parts: list[tuple[str, xr.Dataset]]) -> xr.Dataset:
@@ -147,19 +157,14 @@ def pool_summaries(parts: list[tuple[str, xr.Dataset]]) -> xr.Dataset:
     for _, ds in parts:
         for k, v in json.loads(ds.attrs.get("inrroute_wall_seconds_json", "{}")).items():
             seconds[k] = seconds.get(k, 0.0) + v
-    first = parts[0][1].attrs
     out.attrs.update(prov.netcdf_attrs(shared, "pool"))
+    out.attrs[prov.POOLED_ATTR] = json.dumps(own, sort_keys=True)
     out.attrs.update(
-        {
-            prov.POOLED_ATTR: json.dumps(own, sort_keys=True),
-            "inrroute_git_commit": ", ".join(sorted({e["git_commit"] for e in own})),
-            "inrroute_versions_json": first.get("inrroute_versions_json", "{}"),
-            prov.DEVICE_ATTR: ", ".join(
-                sorted({str(ds.attrs.get(prov.DEVICE_ATTR, "unknown")) for _, ds in parts})
-            ),
-            "inrroute_wall_seconds_json": json.dumps(
-                {k: round(v, 1) for k, v in seconds.items()}, sort_keys=True
-            ),
-        }
+        made_by_attrs(
+            ", ".join(sorted({e["git_commit"] for e in own})),
+            parts[0][1].attrs.get("inrroute_versions_json", "{}"),
+            {str(ds.attrs.get(prov.DEVICE_ATTR, "unknown")) for _, ds in parts},
+            seconds,
+        )
     )
     return out
